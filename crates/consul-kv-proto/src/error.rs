@@ -1,0 +1,476 @@
+//! Errors: [`BuildError`] before a request exists, [`ResponseError`] when a response is parsed.
+//!
+//! Each `Display` is a short phrase; the detail (a server message, a parser error) is reached
+//! through [`std::error::Error::source`].
+
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// How many bytes of a server's error body are kept in a message.
+pub const MAX_MESSAGE_BYTES: usize = 256;
+
+/// Why a key was refused before any I/O.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The operation needs a key and the key is empty (Consul: `400 Missing key name`).
+    #[error("the key is empty")]
+    Empty,
+    /// The key begins with `/` (Consul's router redirects `/v1/kv//x`; the Go client refuses it).
+    #[error("the key begins with '/'")]
+    LeadingSlash,
+    /// The key contains `//`, which Consul's router cleans and redirects.
+    #[error("the key contains '//'")]
+    DoubleSlash,
+    /// The key has a `.` or `..` segment, which Consul's router cleans and redirects.
+    #[error("the key has a '.' or '..' segment")]
+    DotSegment,
+    /// The key holds a rune that Go's `unicode.IsPrint` rejects (Consul answers `400`).
+    #[error("the key has the non-printable character U+{code_point:04X} at byte {position}")]
+    NonPrintable {
+        /// Byte offset of the character in the key.
+        position: usize,
+        /// The character's code point.
+        code_point: u32,
+    },
+}
+
+/// A free-form detail behind an error's `source()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorDetail(String);
+
+impl ErrorDetail {
+    pub(crate) fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The detail text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ErrorDetail {}
+
+/// The plain-text body of a Consul error response, truncated to [`MAX_MESSAGE_BYTES`] and with
+/// control characters escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerMessage(String);
+
+impl ServerMessage {
+    /// Builds a message from raw body bytes: lossy UTF-8, trimmed, controls escaped, truncated.
+    pub fn from_body(body: &[u8]) -> Self {
+        let cut = body.len().min(MAX_MESSAGE_BYTES);
+        let text = String::from_utf8_lossy(&body[..cut]);
+        let mut out = String::with_capacity(text.len());
+        for c in text.trim().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        if body.len() > MAX_MESSAGE_BYTES {
+            out.push('…');
+        }
+        Self(out)
+    }
+
+    /// The message text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Replaces every occurrence of `secret` with `***`.
+    pub fn redact(&mut self, secret: &str) {
+        if !secret.is_empty() && self.0.contains(secret) {
+            self.0 = self.0.replace(secret, "***");
+        }
+    }
+}
+
+impl fmt::Display for ServerMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("(empty body)")
+        } else {
+            f.write_str(&self.0)
+        }
+    }
+}
+
+impl std::error::Error for ServerMessage {}
+
+/// A request could not be built. Nothing was sent.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The key is one Consul would reject or misroute.
+    #[error("invalid key {key:?}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// Why it was refused.
+        #[source]
+        reason: KeyError,
+    },
+    /// An option (datacenter, namespace, session id, …) holds a value that cannot be sent.
+    #[error("invalid {name}")]
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// What is wrong with it.
+        #[source]
+        detail: ErrorDetail,
+    },
+    /// The ACL token is not a valid header value (for example it holds CR or LF).
+    #[error("invalid ACL token")]
+    InvalidToken,
+    /// A request body could not be encoded as JSON.
+    #[error("could not encode the request body")]
+    Json(#[source] serde_json::Error),
+    /// The `http` crate refused the request parts.
+    #[error("could not assemble the request")]
+    Http(#[source] http::Error),
+}
+
+impl BuildError {
+    pub(crate) fn option(name: &'static str, detail: impl Into<String>) -> Self {
+        Self::InvalidOption {
+            name,
+            detail: ErrorDetail::new(detail),
+        }
+    }
+}
+
+/// One failed operation in a rolled-back transaction (`409` with `Errors`).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnOpError {
+    /// Position of the failing operation in the request.
+    pub op_index: usize,
+    /// Consul's message, for example `failed to set key "k", index is stale`.
+    pub what: String,
+}
+
+impl fmt::Display for TxnOpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "operation {}: {}", self.op_index, self.what)
+    }
+}
+
+/// All per-operation errors of a rolled-back transaction, as one `source()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnErrors(pub Vec<TxnOpError>);
+
+impl fmt::Display for TxnErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for TxnErrors {}
+
+/// A response could not be turned into a typed result.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ResponseError {
+    /// Consul answered with an error status not covered by a more specific variant.
+    #[error("server answered {status}")]
+    Status {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The (truncated) plain-text body.
+        #[source]
+        message: ServerMessage,
+    },
+    /// `403`: the ACL token lacks a permission or is unknown.
+    #[error("permission denied")]
+    PermissionDenied {
+        /// Consul's message.
+        #[source]
+        message: ServerMessage,
+    },
+    /// `409` on `/v1/txn`: nothing was applied.
+    #[error("transaction rolled back")]
+    TxnRolledBack {
+        /// One entry per failing operation.
+        #[source]
+        errors: TxnErrors,
+    },
+    /// `413`: the value, body or transaction is over Consul's limit.
+    #[error("request too large")]
+    TooLarge {
+        /// Consul's message.
+        #[source]
+        message: ServerMessage,
+    },
+    /// `429` or `503`: the server refused the request before applying it.
+    #[error("rate limited")]
+    RateLimited {
+        /// `429` or `503`.
+        status: StatusCode,
+        /// The `Retry-After` header, when present and valid.
+        retry_after: Option<Duration>,
+        /// Consul's message (often empty).
+        #[source]
+        message: ServerMessage,
+    },
+    /// `500 No cluster leader`: nothing was applied; safe to retry.
+    #[error("no cluster leader")]
+    NoLeader {
+        /// Consul's message.
+        #[source]
+        message: ServerMessage,
+    },
+    /// `500 invalid session "<id>"` (or `missing session`) on acquire.
+    #[error("invalid session")]
+    InvalidSession {
+        /// Consul's message.
+        #[source]
+        message: ServerMessage,
+    },
+    /// A header the operation needs (such as `X-Consul-Index`) is absent.
+    #[error("missing {name} header")]
+    MissingHeader {
+        /// The header name.
+        name: &'static str,
+    },
+    /// A header holds a value that does not parse.
+    #[error("malformed {name} header")]
+    InvalidHeader {
+        /// The header name.
+        name: &'static str,
+        /// What is wrong with it.
+        #[source]
+        detail: ErrorDetail,
+    },
+    /// The body is not the JSON the operation expects.
+    #[error("malformed JSON body")]
+    Json(#[source] serde_json::Error),
+    /// A `Value` field is not valid base64.
+    #[error("malformed base64 value")]
+    Base64 {
+        /// The key whose value failed to decode.
+        key: String,
+        /// The decoder's message.
+        #[source]
+        detail: ErrorDetail,
+    },
+    /// The body is neither `true` nor `false`, or otherwise not what the operation expects.
+    #[error("unexpected response body")]
+    UnexpectedBody {
+        /// What was expected and what came.
+        #[source]
+        detail: ErrorDetail,
+    },
+}
+
+impl ResponseError {
+    /// The HTTP status behind this error, when it came from an error status.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Status { status, .. } | Self::RateLimited { status, .. } => Some(*status),
+            Self::PermissionDenied { .. } => Some(StatusCode::FORBIDDEN),
+            Self::TxnRolledBack { .. } => Some(StatusCode::CONFLICT),
+            Self::TooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
+            Self::NoLeader { .. } | Self::InvalidSession { .. } => {
+                Some(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the server certainly did not apply the request and a retry may succeed:
+    /// `429`, `503`, `500 No cluster leader`, and the gateway statuses `502` and `504`.
+    ///
+    /// For `502`/`504` a proxy answered, so a write may still have reached Consul: callers must
+    /// only retry reads on those (see [`ResponseError::is_rejected_before_apply`]).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::NoLeader { .. } => true,
+            Self::Status { status, .. } => {
+                matches!(status.as_u16(), 502 | 504)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether Consul certainly refused the request before applying it, which makes even a
+    /// write safe to repeat: `429`, `503` and `500 No cluster leader`.
+    pub fn is_rejected_before_apply(&self) -> bool {
+        matches!(self, Self::RateLimited { .. } | Self::NoLeader { .. })
+    }
+
+    /// The `Retry-After` delay the server asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Removes `secret` from any server message held by this error.
+    pub fn redact(&mut self, secret: &str) {
+        match self {
+            Self::Status { message, .. }
+            | Self::PermissionDenied { message }
+            | Self::TooLarge { message }
+            | Self::RateLimited { message, .. }
+            | Self::NoLeader { message }
+            | Self::InvalidSession { message } => message.redact(secret),
+            _ => {}
+        }
+    }
+
+    /// Maps an error status and its plain-text body to a variant.
+    pub(crate) fn from_status(resp: &http::Response<bytes::Bytes>) -> Self {
+        let status = resp.status();
+        let message = ServerMessage::from_body(resp.body());
+        match status.as_u16() {
+            403 => Self::PermissionDenied { message },
+            413 => Self::TooLarge { message },
+            429 | 503 => Self::RateLimited {
+                status,
+                retry_after: resp
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs),
+                message,
+            },
+            500 if message.as_str().contains("No cluster leader") => Self::NoLeader { message },
+            500 if message.as_str().contains("invalid session")
+                || message.as_str().contains("missing session") =>
+            {
+                Self::InvalidSession { message }
+            }
+            _ => Self::Status { status, message },
+        }
+    }
+
+    pub(crate) fn unexpected(detail: impl Into<String>) -> Self {
+        Self::UnexpectedBody {
+            detail: ErrorDetail::new(detail),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    fn resp(status: u16, body: &str) -> http::Response<bytes::Bytes> {
+        http::Response::builder()
+            .status(status)
+            .body(bytes::Bytes::copy_from_slice(body.as_bytes()))
+            .unwrap()
+    }
+
+    #[test]
+    fn classification_table() {
+        // (status, body, retryable, rejected-before-apply, variant check)
+        let cases: &[(u16, &str, bool, bool, fn(&ResponseError) -> bool)] = &[
+            (403, "Permission denied", false, false, |e| {
+                matches!(e, ResponseError::PermissionDenied { .. })
+            }),
+            (
+                413,
+                "Request body(600000 bytes) too large",
+                false,
+                false,
+                |e| matches!(e, ResponseError::TooLarge { .. }),
+            ),
+            (429, "", true, true, |e| {
+                matches!(e, ResponseError::RateLimited { .. })
+            }),
+            (503, "<html>503</html>", true, true, |e| {
+                matches!(e, ResponseError::RateLimited { .. })
+            }),
+            (500, "No cluster leader", true, true, |e| {
+                matches!(e, ResponseError::NoLeader { .. })
+            }),
+            (500, "rpc error: No cluster leader", true, true, |e| {
+                matches!(e, ResponseError::NoLeader { .. })
+            }),
+            (500, "invalid session \"5125b25b\"", false, false, |e| {
+                matches!(e, ResponseError::InvalidSession { .. })
+            }),
+            (
+                500,
+                "strconv.ParseUint: parsing \"abc\": invalid syntax",
+                false,
+                false,
+                |e| matches!(e, ResponseError::Status { .. }),
+            ),
+            (502, "<html>Bad gateway</html>", true, false, |e| {
+                matches!(e, ResponseError::Status { .. })
+            }),
+            (400, "Missing key name", false, false, |e| {
+                matches!(e, ResponseError::Status { .. })
+            }),
+        ];
+        for (status, body, retry, rejected, check) in cases {
+            let e = ResponseError::from_status(&resp(*status, body));
+            assert!(check(&e), "{status} {body}: {e:?}");
+            assert_eq!(e.is_retryable(), *retry, "{status} {body}");
+            assert_eq!(e.is_rejected_before_apply(), *rejected, "{status} {body}");
+            assert_eq!(e.status().map(|s| s.as_u16()), Some(*status));
+        }
+    }
+
+    #[test]
+    fn display_is_short_and_detail_is_in_source() {
+        let e = ResponseError::from_status(&resp(500, "strconv.ParseUint: bad"));
+        assert_eq!(e.to_string(), "server answered 500 Internal Server Error");
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("strconv.ParseUint: bad")
+        );
+    }
+
+    #[test]
+    fn messages_are_truncated_and_escaped() {
+        let long = "x".repeat(10_000);
+        let m = ServerMessage::from_body(long.as_bytes());
+        assert!(m.as_str().len() <= MAX_MESSAGE_BYTES + 3);
+        let m = ServerMessage::from_body(b"a\nb\x00c\xff");
+        assert_eq!(m.as_str(), "a\\nb\\u{0}c\u{fffd}");
+    }
+
+    #[test]
+    fn retry_after_is_read() {
+        let r = http::Response::builder()
+            .status(429)
+            .header("Retry-After", "3")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        assert_eq!(
+            ResponseError::from_status(&r).retry_after(),
+            Some(Duration::from_secs(3))
+        );
+    }
+
+    #[test]
+    fn redaction() {
+        let mut e = ResponseError::from_status(&resp(403, "token s3cr3t denied"));
+        e.redact("s3cr3t");
+        assert!(!format!("{e:?} {}", e.source().unwrap()).contains("s3cr3t"));
+    }
+}

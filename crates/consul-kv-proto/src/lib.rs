@@ -1,0 +1,101 @@
+//! Sans-IO Consul KV, session and transaction protocol.
+//!
+//! This crate turns Consul operations into [`http::Request`] values and [`http::Response`]
+//! values back into typed results. It performs **no I/O**: no sockets, no runtime, no clock
+//! reads. Time is an argument wherever it matters ([`Watch`]).
+//!
+//! **In scope:** request paths, queries, headers and bodies exactly as Consul's HTTP API wants
+//! them (keys percent-encoded the way Consul's Go client encodes them); parsing of bodies and
+//! `X-Consul-*` meta; typed, classified errors; CAS; the blocking-query state machine.
+//!
+//! **Out of scope:** connections, TLS, timeouts, retries, body size limits. The executor
+//! (`consul-kv-hyper`, or your own) owns those; it gives [`Operation::parse`] a body it has
+//! already collected under a limit, and uses [`Operation::kind`] to decide what it may retry.
+//!
+//! # Build → send → parse
+//!
+//! ```
+//! use bytes::Bytes;
+//! use consul_kv_proto::{kv::{Get, Set}, Operation, RequestContext, Token};
+//!
+//! let cx = RequestContext::new().with_token(Token::new("my-acl-token")?);
+//!
+//! // Build: a path-only request; the token travels only in X-Consul-Token.
+//! let get = Get::new("app/config db").dc("dc2");
+//! let req = get.build(&cx)?;
+//! assert_eq!(req.method(), "GET");
+//! assert_eq!(req.uri(), "/v1/kv/app/config%20db?dc=dc2");
+//! assert_eq!(req.headers()["x-consul-token"], "my-acl-token");
+//!
+//! // Send: with any HTTP stack, blocking or async. Here, the answer Consul gives.
+//! let resp = http::Response::builder()
+//!     .status(200)
+//!     .header("X-Consul-Index", "18")
+//!     .header("X-Consul-KnownLeader", "true")
+//!     .body(Bytes::from_static(
+//!         br#"[{"LockIndex":0,"Key":"app/config db","Flags":0,"Value":"YmFy","CreateIndex":17,"ModifyIndex":18}]"#,
+//!     ))?;
+//!
+//! // Parse: the value is bytes, and it carries its meta.
+//! let found = get.parse(resp)?;
+//! let pair = found.value.expect("the key exists");
+//! assert_eq!(pair.value.as_deref(), Some(&b"bar"[..]));
+//! assert_eq!(found.meta.last_index.get(), 18);
+//!
+//! // CAS from what was read: the write applies only if nobody wrote in between.
+//! let put = Set::new("app/config db", "baz").cas(&pair).build(&cx)?;
+//! assert_eq!(put.uri(), "/v1/kv/app/config%20db?cas=18");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Modules
+//! - [`kv`]: `get`, `raw`, `items`, `keys`, `set` (CAS, acquire, release), `delete`.
+//! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
+//! - [`txn`]: `/v1/txn` with every KV verb.
+//! - [`watch`]: blocking queries as a state machine.
+
+#![deny(missing_docs)]
+
+pub use bytes;
+pub use http;
+
+mod encode;
+mod error;
+pub mod kv;
+mod meta;
+mod op;
+pub mod session;
+pub mod txn;
+pub mod watch;
+
+pub use encode::{decode_path, encode_key, is_printable};
+pub use error::{
+    BuildError, ErrorDetail, KeyError, ResponseError, ServerMessage, TxnErrors, TxnOpError,
+    MAX_MESSAGE_BYTES,
+};
+pub use kv::{Cas, KvPair, WriteOutcome};
+pub use meta::{
+    format_go_duration, format_wait, parse_go_duration, Consistency, Index, Indexed, QueryMeta,
+    ReadOptions, RequestContext, Token, WriteOptions,
+};
+pub use op::{OpKind, Operation};
+pub use session::{Behavior, SessionEntry, SessionId};
+pub use watch::{blocking_deadline, Blocking, Watch, WatchOptions};
+
+/// Checks a key the way every KV operation does before building a request.
+///
+/// `single` is `true` for operations on one key (which must not be empty) and `false` for
+/// prefixes.
+///
+/// # Errors
+/// [`BuildError::InvalidKey`].
+pub fn validate_key(key: &str, single: bool) -> Result<(), BuildError> {
+    encode::check_key(
+        key,
+        if single {
+            encode::KeyUse::Single
+        } else {
+            encode::KeyUse::Prefix
+        },
+    )
+}
