@@ -1,1 +1,9 @@
-//! Test support for the consul-kv workspace.
+//! Test support for the consul-kv workspace: starting a server to test against.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+pub mod server;

@@ -386,7 +386,8 @@ mod tests {
     #[test]
     fn classification_table() {
         // (status, body, retryable, rejected-before-apply, variant check)
-        let cases: &[(u16, &str, bool, bool, fn(&ResponseError) -> bool)] = &[
+        type Case = (u16, &'static str, bool, bool, fn(&ResponseError) -> bool);
+        let cases: &[Case] = &[
             (403, "Permission denied", false, false, |e| {
                 matches!(e, ResponseError::PermissionDenied { .. })
             }),
