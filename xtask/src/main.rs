@@ -1,2 +1,105 @@
-//! Project automation.
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (std only, so it builds in seconds).
+//!
+//! Commands:
+//! - `ci`: fmt check, clippy, tests, docs, tidy — what `.ci/run` runs.
+//! - `tidy`: the repository rules that no compiler checks.
+//! - `consul`: build (once) and print the path of a real Consul agent from Go modules.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+mod tidy;
+
+type Result<T = (), E = String> = std::result::Result<T, E>;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+Commands:
+  ci        fmt --check, clippy -D warnings, tests, docs -D warnings, tidy
+  tidy      repository rules: //! module docs, no ignored tests, proto dependency tree, MSRV
+  help      this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = args.first().map(String::as_str).unwrap_or("help");
+    let rest = args.get(1..).unwrap_or_default();
+    let result = match cmd {
+        "ci" => ci(rest),
+        "tidy" => tidy::run(&root()),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+}
+
+/// Runs a command in the workspace root, echoing it; fails on a non-zero exit.
+fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
+    let shown = format!("{program} {}", args.join(" "));
+    eprintln!("\n$ {shown}");
+    let start = Instant::now();
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    eprintln!("  ({shown}: {:.1} s)", start.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed with {status}"))
+    }
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn ci(_args: &[String]) -> Result {
+    let cargo = cargo();
+    let start = Instant::now();
+    run(&cargo, &["fmt", "--all", "--", "--check"], &[])?;
+    run(
+        &cargo,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    run(&cargo, &["test", "--workspace", "--locked"], &[])?;
+    run(
+        &cargo,
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    tidy::run(&root())?;
+    eprintln!(
+        "\nci: all steps passed in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
