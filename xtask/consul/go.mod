@@ -1,6 +1,10 @@
+// Wrapper module that builds the Consul agent v1.14.11 (MPL-2.0) from Go
+// modules for consul-kv's integration tests; see README.md. Not a library.
 module consul-kv.invalid/consul-build
 
-go 1.26.8
+go 1.21
+
+require github.com/hashicorp/consul v1.14.11
 
 require (
 	cloud.google.com/go/compute v1.19.1 // indirect
@@ -80,7 +84,6 @@ require (
 	github.com/googleapis/gax-go/v2 v2.7.1 // indirect
 	github.com/gophercloud/gophercloud v0.3.0 // indirect
 	github.com/grpc-ecosystem/go-grpc-middleware v1.0.1-0.20190118093823-f849b5445de4 // indirect
-	github.com/hashicorp/consul v1.14.11 // indirect
 	github.com/hashicorp/consul-awsauth v0.0.0-20220713182709-05ac1c5c2706 // indirect
 	github.com/hashicorp/consul-net-rpc v0.0.0-20220307172752-3602954411b4 // indirect
 	github.com/hashicorp/consul/api v1.18.1 // indirect

@@ -1,6 +1,6 @@
 //! Build and cache a real Consul agent binary from Go modules.
 //!
-//! The integration tests of this crate talk to a real Consul agent. Rather
+//! The integration tests of this workspace talk to a real Consul agent. Rather
 //! than downloading a prebuilt release (which this project's machines cannot
 //! do), the agent is compiled from source with the Go toolchain, through the
 //! small wrapper Go module kept in `xtask/consul/` (its `go.mod` and `go.sum`
@@ -42,20 +42,30 @@ const HEARTBEAT: Duration = Duration::from_secs(30);
 /// Directory under which built binaries are cached.
 ///
 /// `$CONSUL_KV_CACHE_DIR` if set, else `$XDG_CACHE_HOME/consul-kv`, else
-/// `$HOME/.cache/consul-kv` (and, with neither set, a directory under the
+/// `$HOME/.cache/consul-kv` (and, with none of them set, a directory under the
 /// system temporary directory). Relative paths are made absolute against the
 /// current directory so that the result stays valid after a `cd`.
 pub(crate) fn cache_dir() -> PathBuf {
-    let dir = if let Some(dir) = non_empty_env("CONSUL_KV_CACHE_DIR") {
+    let dir = cache_dir_from(non_empty_env, env::temp_dir);
+    std::path::absolute(&dir).unwrap_or(dir)
+}
+
+/// [`cache_dir`]'s choice, given a lookup of non-empty environment variables
+/// and the system temporary directory (separate so that it can be tested
+/// without changing the process environment).
+fn cache_dir_from(
+    var: impl Fn(&str) -> Option<OsString>,
+    temp_dir: impl FnOnce() -> PathBuf,
+) -> PathBuf {
+    if let Some(dir) = var("CONSUL_KV_CACHE_DIR") {
         PathBuf::from(dir)
-    } else if let Some(xdg) = non_empty_env("XDG_CACHE_HOME") {
+    } else if let Some(xdg) = var("XDG_CACHE_HOME") {
         PathBuf::from(xdg).join("consul-kv")
-    } else if let Some(home) = non_empty_env("HOME") {
+    } else if let Some(home) = var("HOME") {
         PathBuf::from(home).join(".cache").join("consul-kv")
     } else {
-        env::temp_dir().join("consul-kv-cache")
-    };
-    std::path::absolute(&dir).unwrap_or(dir)
+        temp_dir().join("consul-kv-cache")
+    }
 }
 
 /// Where the Consul binary for [`CONSUL_VERSION`] is (or will be) cached:
@@ -209,15 +219,23 @@ fn check_version(bin: &Path) -> Result<(), String> {
             output.status
         ));
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    version_matches(&String::from_utf8_lossy(&output.stdout)).map_err(|printed| {
+        format!(
+            "{} version printed {printed:?}, expected \"Consul v{CONSUL_VERSION}\"",
+            bin.display()
+        )
+    })
+}
+
+/// Whether the output of `consul version` starts with the line
+/// `Consul v<CONSUL_VERSION>`; on a mismatch, the first line it printed.
+fn version_matches(stdout: &str) -> Result<(), String> {
+    let first = stdout.lines().next().map_or("", str::trim);
     let expected = format!("Consul v{CONSUL_VERSION}");
-    match stdout.lines().next().map(str::trim) {
-        Some(first) if first == expected => Ok(()),
-        other => Err(format!(
-            "{} version printed {:?}, expected {expected:?}",
-            bin.display(),
-            other.unwrap_or("")
-        )),
+    if first == expected {
+        Ok(())
+    } else {
+        Err(first.to_owned())
     }
 }
 
@@ -249,4 +267,87 @@ fn temp_name() -> String {
 /// The value of environment variable `name`, if set and not empty.
 fn non_empty_env(name: &str) -> Option<OsString> {
     env::var_os(name).filter(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    fn tmp() -> PathBuf {
+        PathBuf::from("/tmp")
+    }
+
+    #[test]
+    fn cache_dir_prefers_explicit_variable() {
+        let vars = [
+            ("CONSUL_KV_CACHE_DIR", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(cache_dir_from(lookup(&vars), tmp), PathBuf::from("/c"));
+    }
+
+    #[test]
+    fn cache_dir_falls_back_to_xdg_then_home_then_temp() {
+        let xdg = [("XDG_CACHE_HOME", "/x"), ("HOME", "/h")];
+        assert_eq!(
+            cache_dir_from(lookup(&xdg), tmp),
+            PathBuf::from("/x/consul-kv")
+        );
+        let home = [("HOME", "/h")];
+        assert_eq!(
+            cache_dir_from(lookup(&home), tmp),
+            PathBuf::from("/h/.cache/consul-kv")
+        );
+        assert_eq!(
+            cache_dir_from(lookup(&[]), tmp),
+            PathBuf::from("/tmp/consul-kv-cache")
+        );
+    }
+
+    #[test]
+    fn binary_path_is_versioned_under_cache_dir() {
+        let bin = binary_path();
+        assert!(bin.is_absolute());
+        assert!(bin.starts_with(cache_dir()));
+        assert!(bin.ends_with(format!("consul-{CONSUL_VERSION}/consul")));
+    }
+
+    #[test]
+    fn version_line_must_match_exactly() {
+        let good = format!("Consul v{CONSUL_VERSION}\nRevision \nBuild Date x\n");
+        assert_eq!(version_matches(&good), Ok(()));
+        assert_eq!(
+            version_matches("Consul v1.14.10\n"),
+            Err("Consul v1.14.10".to_owned())
+        );
+        assert_eq!(
+            version_matches(&format!("Consul v{CONSUL_VERSION}-dev\n")),
+            Err(format!("Consul v{CONSUL_VERSION}-dev"))
+        );
+        assert_eq!(version_matches(""), Err(String::new()));
+    }
+
+    #[test]
+    fn wrapper_go_mod_requires_the_same_version() {
+        let go_mod = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("consul")
+            .join("go.mod");
+        let text = fs::read_to_string(&go_mod).unwrap();
+        let wanted = format!("github.com/hashicorp/consul v{CONSUL_VERSION}");
+        assert!(
+            text.lines().any(|l| l.trim() == wanted
+                || l.trim().strip_prefix("require ") == Some(wanted.as_str())),
+            "{} does not require {wanted}",
+            go_mod.display()
+        );
+    }
 }

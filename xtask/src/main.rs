@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod consul;
 mod tidy;
 
 type Result<T = (), E = String> = std::result::Result<T, E>;
@@ -18,6 +19,7 @@ cargo xtask <command>
 
 Commands:
   ci        fmt --check, clippy -D warnings, tests, docs -D warnings, tidy
+  consul    build (once, cached outside the repo) a real Consul agent; print its path
   tidy      repository rules: //! module docs, no ignored tests, proto dependency tree, MSRV
   help      this text
 ";
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cmd {
         "ci" => ci(rest),
         "tidy" => tidy::run(&root()),
+        "consul" => consul::ensure_consul(&root()).map(|p| println!("{}", p.display())),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
