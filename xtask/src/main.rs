@@ -3,6 +3,7 @@
 //! Commands:
 //! - `ci`: fmt check, clippy, tests, docs, tidy — what `.ci/run` runs.
 //! - `tidy`: the repository rules that no compiler checks.
+//! - `fixtures`: record real Consul responses into the proto crate's fixtures.
 //! - `consul`: build (once) and print the path of a real Consul agent from Go modules.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod consul;
+mod fixtures;
 mod tidy;
 
 type Result<T = (), E = String> = std::result::Result<T, E>;
@@ -20,6 +22,7 @@ cargo xtask <command>
 Commands:
   ci        fmt --check, clippy -D warnings, tests, docs -D warnings, tidy
   consul    build (once, cached outside the repo) a real Consul agent; print its path
+  fixtures  record real Consul responses into crates/consul-kv-proto/tests/fixtures
   tidy      repository rules: //! module docs, no ignored tests, proto dependency tree, MSRV
   help      this text
 ";
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cmd {
         "ci" => ci(rest),
         "tidy" => tidy::run(&root()),
+        "fixtures" => fixtures::run(&root()),
         "consul" => consul::ensure_consul(&root()).map(|p| println!("{}", p.display())),
         "help" | "-h" | "--help" => {
             print!("{HELP}");

@@ -374,6 +374,271 @@ fn error_502_html_proxy() {
     assert!(!e.is_rejected_before_apply());
 }
 
+// ---- Recorded from a real Consul agent by `cargo xtask fixtures` (indexes and session IDs
+// differ between recordings, so these assert what is stable and that indexes agree).
+
+fn recorded_session_id(name: &str) -> SessionId {
+    let body = fixture(name).into_body();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let id = v.get("ID").or_else(|| v[0].get("ID")).unwrap();
+    sid(id.as_str().unwrap())
+}
+
+#[test]
+fn recorded_put_true() {
+    assert!(Set::new("fixture/a", "hello")
+        .parse(fixture("recorded_put_true"))
+        .unwrap()
+        .is_applied());
+}
+
+#[test]
+fn recorded_put_cas_false() {
+    let op = Set::new("fixture/a", "other").cas(consul_kv_proto::Index::new(1));
+    assert_eq!(
+        op.parse(fixture("recorded_put_cas_false")).unwrap(),
+        WriteOutcome::Rejected
+    );
+}
+
+#[test]
+fn recorded_delete_cas_false() {
+    let op = Delete::new("fixture/a").cas(consul_kv_proto::Index::new(1));
+    assert_eq!(
+        op.parse(fixture("recorded_delete_cas_false")).unwrap(),
+        WriteOutcome::Rejected
+    );
+}
+
+#[test]
+fn recorded_get() {
+    let out = Get::new("fixture/a")
+        .parse(fixture("recorded_get"))
+        .unwrap();
+    let p = out.value.unwrap();
+    assert_eq!(p.key, "fixture/a");
+    assert_eq!(p.value.as_deref(), Some(&b"hello"[..]));
+    assert_eq!(p.session, None);
+    assert_eq!(out.meta.last_index.get(), p.modify_index);
+    assert_eq!(out.meta.default_acl_policy.as_deref(), Some("allow"));
+    assert!(out.meta.known_leader);
+}
+
+#[test]
+fn recorded_get_stale() {
+    let out = Get::new("fixture/a")
+        .parse(fixture("recorded_get_stale"))
+        .unwrap();
+    assert_eq!(out.value.unwrap().value.as_deref(), Some(&b"hello"[..]));
+    // Consul 1.14 sends no X-Consul-Effective-Consistency on KV reads.
+    assert_eq!(out.meta.effective_consistency, None);
+}
+
+#[test]
+fn recorded_get_raw() {
+    let out = GetRaw::new("fixture/a")
+        .parse(fixture("recorded_get_raw"))
+        .unwrap();
+    assert_eq!(out.value.as_deref(), Some(&b"hello"[..]));
+}
+
+#[test]
+fn recorded_get_404() {
+    let out = Get::new("fixture/missing")
+        .parse(fixture("recorded_get_404"))
+        .unwrap();
+    assert_eq!(out.value, None);
+    assert!(out.meta.last_index.get() >= 1);
+}
+
+#[test]
+fn recorded_items() {
+    let out = Items::new("fixture/")
+        .parse(fixture("recorded_items"))
+        .unwrap();
+    let keys: Vec<&str> = out.value.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "fixture/a",
+            "fixture/dir/",
+            "fixture/dir/sub/y",
+            "fixture/dir/x"
+        ]
+    );
+    assert_eq!(out.value[1].value, None);
+    let max = out.value.iter().map(|p| p.modify_index).max().unwrap();
+    assert_eq!(out.meta.last_index.get(), max);
+}
+
+#[test]
+fn recorded_keys_separator() {
+    let out = Keys::new("fixture/")
+        .separator("/")
+        .parse(fixture("recorded_keys_separator"))
+        .unwrap();
+    assert_eq!(out.value, ["fixture/a", "fixture/dir/"]);
+}
+
+#[test]
+fn recorded_keys_404() {
+    let out = Keys::new("nothing-here/")
+        .parse(fixture("recorded_keys_404"))
+        .unwrap();
+    assert!(out.value.is_empty());
+}
+
+#[test]
+fn recorded_txn_ok() {
+    let out = Txn::new(vec![TxnOp::set("fixture/t", "t"), TxnOp::get("fixture/t")])
+        .parse(fixture("recorded_txn_ok"))
+        .unwrap();
+    assert_eq!(out.results.len(), 2);
+    // A write result carries no value; a get result does.
+    assert_eq!(out.results[0].value, None);
+    assert_eq!(out.results[1].value.as_deref(), Some(&b"t"[..]));
+    assert_eq!(out.results[0].modify_index, out.results[1].modify_index);
+}
+
+#[test]
+fn recorded_txn_409() {
+    let e = Txn::new(vec![TxnOp::get("x")])
+        .parse(fixture("recorded_txn_409"))
+        .unwrap_err();
+    let ResponseError::TxnRolledBack { errors } = e else {
+        panic!("{e:?}")
+    };
+    let whats: Vec<(usize, &str)> = errors
+        .0
+        .iter()
+        .map(|e| (e.op_index, e.what.as_str()))
+        .collect();
+    assert_eq!(
+        whats,
+        [
+            (0, "failed to set key \"fixture/t\", index is stale"),
+            (1, "key \"fixture/none\" doesn't exist"),
+        ]
+    );
+}
+
+#[test]
+fn recorded_txn_read_only() {
+    // Newer servers embed QueryMeta fields (Index, ConsistencyLevel, NotModified, Backend, …)
+    // in the body: they must be ignored, not fail the parse.
+    let out = Txn::new(vec![TxnOp::get("fixture/t")])
+        .parse(fixture("recorded_txn_read_only"))
+        .unwrap();
+    assert_eq!(out.results[0].value.as_deref(), Some(&b"t"[..]));
+    assert_eq!(out.known_leader, Some(true));
+}
+
+#[test]
+fn recorded_session_create() {
+    let id = CreateSession::new()
+        .parse(fixture("recorded_session_create"))
+        .unwrap();
+    assert_eq!(id, recorded_session_id("recorded_session_create"));
+    assert_eq!(id.as_str().len(), 36);
+}
+
+#[test]
+fn recorded_session_info() {
+    let id = recorded_session_id("recorded_session_info");
+    let out = SessionInfo::new(id.clone())
+        .parse(fixture("recorded_session_info"))
+        .unwrap();
+    let s = out.value.unwrap();
+    assert_eq!((s.id, s.name.as_str()), (id, "fixture"));
+    assert_eq!(s.behavior, Behavior::Delete);
+    assert_eq!(s.ttl, Some(Duration::from_secs(30)));
+    assert_eq!(s.lock_delay, Duration::from_secs(15));
+    assert_eq!(s.node_checks, ["serfHealth"]);
+    assert_eq!(out.meta.last_index.get(), s.modify_index);
+}
+
+#[test]
+fn recorded_session_renew() {
+    let id = recorded_session_id("recorded_session_renew");
+    let s = RenewSession::new(id.clone())
+        .parse(fixture("recorded_session_renew"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.id, id);
+}
+
+#[test]
+fn recorded_session_list() {
+    let out = ListSessions::new()
+        .parse(fixture("recorded_session_list"))
+        .unwrap();
+    assert_eq!(out.value.len(), 1);
+}
+
+#[test]
+fn recorded_session_renew_404() {
+    let out = RenewSession::new(sid("00000000-0000-0000-0000-000000000000"))
+        .parse(fixture("recorded_session_renew_404"))
+        .unwrap();
+    assert_eq!(out, None);
+}
+
+#[test]
+fn recorded_error_conflicting_flags() {
+    let e = Set::new("k", "")
+        .parse(fixture("recorded_error_conflicting_flags"))
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(400));
+    assert!(std::error::Error::source(&e)
+        .unwrap()
+        .to_string()
+        .starts_with("Conflicting flags: acquire="));
+}
+
+#[test]
+fn recorded_error_invalid_session() {
+    let e = Set::new("k", "")
+        .parse(fixture("recorded_error_invalid_session"))
+        .unwrap_err();
+    assert!(matches!(e, ResponseError::InvalidSession { .. }), "{e:?}");
+}
+
+#[test]
+fn recorded_error_parse_uint() {
+    let e = Set::new("k", "")
+        .parse(fixture("recorded_error_parse_uint"))
+        .unwrap_err();
+    assert_eq!(
+        std::error::Error::source(&e).unwrap().to_string(),
+        "strconv.ParseUint: parsing \"abc\": invalid syntax"
+    );
+}
+
+#[test]
+fn recorded_error_no_path_dc() {
+    let e = Get::new("k")
+        .parse(fixture("recorded_error_no_path_dc"))
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(500));
+    assert!(!e.is_retryable());
+}
+
+#[test]
+fn recorded_error_413() {
+    let e = Set::new("k", "")
+        .parse(fixture("recorded_error_413"))
+        .unwrap_err();
+    assert!(matches!(e, ResponseError::TooLarge { .. }));
+}
+
+#[test]
+fn recorded_error_405() {
+    let e = Get::new("k")
+        .parse(fixture("recorded_error_405"))
+        .unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(405));
+}
+
 /// Every fixture file has a test above: a new fixture cannot be added silently.
 #[test]
 fn every_fixture_is_tested() {
