@@ -28,7 +28,9 @@ pub fn binary() -> Option<PathBuf> {
     } else {
         PathBuf::from(std::env::var_os("HOME")?).join(".cache/consul-kv")
     };
-    let p = cache.join(format!("consul-{CONSUL_VERSION}")).join("consul");
+    let p = cache
+        .join(format!("consul-{CONSUL_VERSION}"))
+        .join("consul");
     p.is_file().then_some(p)
 }
 
@@ -137,7 +139,12 @@ impl ConsulAgent {
     pub fn dev(bin: &Path) -> std::io::Result<Self> {
         let ports = Ports::free();
         let node = format!("dev-{}", ports.http);
-        let mut args = vec!["agent".to_owned(), "-dev".to_owned(), "-node".to_owned(), node.clone()];
+        let mut args = vec![
+            "agent".to_owned(),
+            "-dev".to_owned(),
+            "-node".to_owned(),
+            node.clone(),
+        ];
         args.extend(base_args(ports));
         Ok(Self {
             child: Some(spawn(bin, &args)?),
@@ -212,7 +219,12 @@ impl ConsulAgent {
 
     /// The leader's server address as this agent reports it (`127.0.0.1:PORT`), if any.
     pub fn leader(&self) -> Option<String> {
-        let (status, body) = http_get(self.http_addr(), "/v1/status/leader", Duration::from_secs(2)).ok()?;
+        let (status, body) = http_get(
+            self.http_addr(),
+            "/v1/status/leader",
+            Duration::from_secs(2),
+        )
+        .ok()?;
         let leader = body.trim().trim_matches('"').to_owned();
         (status == 200 && !leader.is_empty()).then_some(leader)
     }
@@ -225,9 +237,11 @@ impl ConsulAgent {
                 return Err(format!("consul agent {} exited during start", self.node));
             }
             if self.leader().is_some() {
-                if let Ok((status, _)) =
-                    http_get(self.http_addr(), "/v1/kv/ready-probe", Duration::from_secs(2))
-                {
+                if let Ok((status, _)) = http_get(
+                    self.http_addr(),
+                    "/v1/kv/ready-probe",
+                    Duration::from_secs(2),
+                ) {
                     if status == 404 || status == 200 {
                         return Ok(());
                     }
@@ -235,7 +249,10 @@ impl ConsulAgent {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("consul agent {} not ready after {timeout:?}", self.node))
+        Err(format!(
+            "consul agent {} not ready after {timeout:?}",
+            self.node
+        ))
     }
 
     /// Kills the process (SIGKILL) and reaps it.

@@ -144,6 +144,15 @@ pub struct ProxyStats {
     pub open: AtomicU64,
     /// Most connections open at once.
     pub peak_open: AtomicU64,
+    /// The request lines seen (`GET /v1/kv/k?stale HTTP/1.1`), the latest 10,000.
+    pub request_lines: Mutex<VecDeque<String>>,
+}
+
+impl ProxyStats {
+    /// A copy of the request lines seen.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.request_lines.lock().unwrap().iter().cloned().collect()
+    }
 }
 
 /// A running proxy. Dropping it stops accepting; open connections end with their tasks.
@@ -353,6 +362,17 @@ fn rewrite_header(head: &[u8], name: &str, value: &str) -> Vec<u8> {
     out
 }
 
+/// Resolves when the peer closes `sock` (or it fails); data that arrives meanwhile is kept.
+async fn closed(sock: &mut TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match sock.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 fn reset(sock: TcpStream) {
     // SO_LINGER 0 turns the close into a RST.
     let _ = sock.set_zero_linger();
@@ -374,6 +394,13 @@ async fn serve(
         };
         let req_body = read_body(&mut down, &mut down_buf, &req_head).await?;
         stats.requests.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut lines) = stats.request_lines.lock() {
+            let head = String::from_utf8_lossy(&req_head);
+            lines.push_back(head.lines().next().unwrap_or_default().to_owned());
+            if lines.len() > 10_000 {
+                lines.pop_front();
+            }
+        }
         let fault = plan.lock().map(|mut p| p.next()).unwrap_or(Fault::Pass);
         match &fault {
             Fault::ResetBeforeForward => {
@@ -412,7 +439,13 @@ async fn serve(
             reset(down);
             return Ok(());
         }
-        let Some(mut resp_head) = read_head(up_sock, up_buf).await? else {
+        // While the server holds the request (a blocking query), watch the client side: if the
+        // client goes away, drop both connections so that the server sees the disconnect.
+        let head = tokio::select! {
+            r = read_head(up_sock, up_buf) => r?,
+            () = closed(&mut down, &mut down_buf) => return Ok(()),
+        };
+        let Some(mut resp_head) = head else {
             return Ok(());
         };
         let resp_body = read_body(up_sock, up_buf, &resp_head).await?;

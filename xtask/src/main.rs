@@ -3,6 +3,8 @@
 //! Commands:
 //! - `ci`: fmt check, clippy, tests, docs, tidy — what `.ci/run` runs.
 //! - `tidy`: the repository rules that no compiler checks.
+//! - `soak`: the reliability suite at full size, as one table.
+//! - `fuzz`: every cargo-fuzz target for a set time where nightly exists.
 //! - `fixtures`: record real Consul responses into the proto crate's fixtures.
 //! - `consul`: build (once) and print the path of a real Consul agent from Go modules.
 
@@ -10,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod bench;
 mod consul;
 mod fixtures;
+mod soak;
 mod tidy;
 
 type Result<T = (), E = String> = std::result::Result<T, E>;
@@ -20,9 +24,12 @@ const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
+  bench     every client against the same servers: target/bench/report.md + report.svg
   ci        fmt --check, clippy -D warnings, tests, docs -D warnings, tidy
   consul    build (once, cached outside the repo) a real Consul agent; print its path
   fixtures  record real Consul responses into crates/consul-kv-proto/tests/fixtures
+  soak      the reliability suite at full size; prints scenario | figure | target | pass
+  fuzz [S]  run every cargo-fuzz target for S seconds (default 60) where nightly exists
   tidy      repository rules: //! module docs, no ignored tests, proto dependency tree, MSRV
   help      this text
 ";
@@ -32,9 +39,12 @@ fn main() -> ExitCode {
     let cmd = args.first().map(String::as_str).unwrap_or("help");
     let rest = args.get(1..).unwrap_or_default();
     let result = match cmd {
+        "bench" => bench::run(&root(), rest),
         "ci" => ci(rest),
         "tidy" => tidy::run(&root()),
         "fixtures" => fixtures::run(&root()),
+        "soak" => soak::soak(&root()),
+        "fuzz" => soak::fuzz(&root(), rest),
         "consul" => consul::ensure_consul(&root()).map(|p| println!("{}", p.display())),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
@@ -80,6 +90,37 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// Runs the conformance suite and the facade's integration tests against a real Consul agent
+/// (built by `cargo xtask consul`), or says loudly why it could not.
+fn real_consul_suites(cargo: &str, bin: Option<&Path>) -> Result {
+    let Some(bin) = bin else {
+        eprintln!(
+            "\n!!! REAL-CONSUL RUN SKIPPED: no Go toolchain found, so no Consul agent could be \
+             built.\n!!! The conformance, integration and cluster suites ran against the \
+             devserver only.\n"
+        );
+        return Ok(());
+    };
+    let bin = bin.display().to_string();
+    run(
+        cargo,
+        &[
+            "test",
+            "-p",
+            "consul-kv-tests",
+            "--locked",
+            "--test",
+            "conformance",
+            "--test",
+            "it",
+        ],
+        &[
+            ("CONSUL_KV_TEST_TARGET", "consul"),
+            ("CONSUL_KV_CONSUL_BIN", bin.as_str()),
+        ],
+    )
+}
+
 fn ci(_args: &[String]) -> Result {
     let cargo = cargo();
     let start = Instant::now();
@@ -97,7 +138,15 @@ fn ci(_args: &[String]) -> Result {
         ],
         &[],
     )?;
+    // Build the real Consul agent first, so that the cluster failover test runs in the
+    // workspace tests below.
+    let consul_bin = if consul::go_available() {
+        Some(consul::ensure_consul(&root())?)
+    } else {
+        None
+    };
     run(&cargo, &["test", "--workspace", "--locked"], &[])?;
+    real_consul_suites(&cargo, consul_bin.as_deref())?;
     run(
         &cargo,
         &["doc", "--workspace", "--no-deps", "--locked"],

@@ -237,6 +237,15 @@ pub enum ResponseError {
         #[source]
         message: ServerMessage,
     },
+    /// `500` while the cluster's leadership changes: a forwarded call lost its connection
+    /// (`rpc error making call: EOF`), leadership was lost while committing, or consistent
+    /// reads are not ready. A read may be repeated; a write may or may not have been applied.
+    #[error("server unavailable")]
+    ServerUnavailable {
+        /// Consul's message.
+        #[source]
+        message: ServerMessage,
+    },
     /// `500 invalid session "<id>"` (or `missing session`) on acquire.
     #[error("invalid session")]
     InvalidSession {
@@ -288,21 +297,26 @@ impl ResponseError {
             Self::PermissionDenied { .. } => Some(StatusCode::FORBIDDEN),
             Self::TxnRolledBack { .. } => Some(StatusCode::CONFLICT),
             Self::TooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
-            Self::NoLeader { .. } | Self::InvalidSession { .. } => {
-                Some(StatusCode::INTERNAL_SERVER_ERROR)
-            }
+            Self::NoLeader { .. }
+            | Self::InvalidSession { .. }
+            | Self::ServerUnavailable { .. } => Some(StatusCode::INTERNAL_SERVER_ERROR),
             _ => None,
         }
     }
 
-    /// Whether the server certainly did not apply the request and a retry may succeed:
-    /// `429`, `503`, `500 No cluster leader`, and the gateway statuses `502` and `504`.
+    /// Whether a retry may succeed: `429`, `503`, `500 No cluster leader`, a
+    /// [`ServerUnavailable`](Self::ServerUnavailable) `500`, and the gateway statuses `502` and
+    /// `504`.
     ///
-    /// For `502`/`504` a proxy answered, so a write may still have reached Consul: callers must
-    /// only retry reads on those (see [`ResponseError::is_rejected_before_apply`]).
+    /// Only the first three certainly were not applied
+    /// ([`is_rejected_before_apply`](Self::is_rejected_before_apply)); for the others a write
+    /// may have reached Consul ([`is_ambiguous`](Self::is_ambiguous)), so only reads may be
+    /// retried on them.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::NoLeader { .. } => true,
+            Self::RateLimited { .. } | Self::NoLeader { .. } | Self::ServerUnavailable { .. } => {
+                true
+            }
             Self::Status { status, .. } => {
                 matches!(status.as_u16(), 502 | 504)
             }
@@ -314,6 +328,16 @@ impl ResponseError {
     /// write safe to repeat: `429`, `503` and `500 No cluster leader`.
     pub fn is_rejected_before_apply(&self) -> bool {
         matches!(self, Self::RateLimited { .. } | Self::NoLeader { .. })
+    }
+
+    /// Whether a write that got this answer may nevertheless have been applied: a gateway
+    /// error (`502`, `504`) or a [`ServerUnavailable`](Self::ServerUnavailable) `500`.
+    pub fn is_ambiguous(&self) -> bool {
+        match self {
+            Self::ServerUnavailable { .. } => true,
+            Self::Status { status, .. } => matches!(status.as_u16(), 502 | 504),
+            _ => false,
+        }
     }
 
     /// The `Retry-After` delay the server asked for, if any.
@@ -332,6 +356,7 @@ impl ResponseError {
             | Self::TooLarge { message }
             | Self::RateLimited { message, .. }
             | Self::NoLeader { message }
+            | Self::ServerUnavailable { message }
             | Self::InvalidSession { message } => message.redact(secret),
             _ => {}
         }
@@ -360,6 +385,7 @@ impl ResponseError {
             {
                 Self::InvalidSession { message }
             }
+            500 if is_leadership_churn(message.as_str()) => Self::ServerUnavailable { message },
             _ => Self::Status { status, message },
         }
     }
@@ -369,6 +395,25 @@ impl ResponseError {
             detail: ErrorDetail::new(detail),
         }
     }
+}
+
+/// Messages Consul's servers return while leadership changes (seen from a 3-server cluster
+/// whose leader was killed: `rpc error making call: EOF`).
+fn is_leadership_churn(m: &str) -> bool {
+    let rpc_transport = m.contains("rpc error")
+        && [
+            "EOF",
+            "connection reset",
+            "connection refused",
+            "broken pipe",
+            "i/o timeout",
+        ]
+        .iter()
+        .any(|t| m.contains(t));
+    rpc_transport
+        || m.contains("leadership lost")
+        || m.contains("Not ready to serve consistent reads")
+        || m.contains("timed out enqueuing operation")
 }
 
 #[cfg(test)]
@@ -410,6 +455,23 @@ mod tests {
             (500, "rpc error: No cluster leader", true, true, |e| {
                 matches!(e, ResponseError::NoLeader { .. })
             }),
+            (500, "rpc error making call: EOF", true, false, |e| {
+                matches!(e, ResponseError::ServerUnavailable { .. }) && e.is_ambiguous()
+            }),
+            (
+                500,
+                "raft apply failed: leadership lost while committing log",
+                true,
+                false,
+                |e| matches!(e, ResponseError::ServerUnavailable { .. }),
+            ),
+            (
+                500,
+                "raft apply failed: invalid session \"x\"",
+                false,
+                false,
+                |e| matches!(e, ResponseError::InvalidSession { .. }),
+            ),
             (500, "invalid session \"5125b25b\"", false, false, |e| {
                 matches!(e, ResponseError::InvalidSession { .. })
             }),

@@ -321,6 +321,16 @@ fn error_500_invalid_session() {
 }
 
 #[test]
+fn error_500_rpc_eof() {
+    let e = Txn::new(vec![TxnOp::set("k", "v")])
+        .parse(fixture("error_500_rpc_eof"))
+        .unwrap_err();
+    assert!(matches!(e, ResponseError::ServerUnavailable { .. }));
+    // A read may be repeated; a write may have been applied by the old leader.
+    assert!(e.is_retryable() && e.is_ambiguous() && !e.is_rejected_before_apply());
+}
+
+#[test]
 fn error_500_parse_uint() {
     let e = Set::new("k", "v")
         .parse(fixture("error_500_parse_uint"))

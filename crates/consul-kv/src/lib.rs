@@ -1,1 +1,108 @@
-//! Placeholder until its issue lands.
+//! An async client for Consul's key/value store: KV reads and writes, check-and-set, sessions,
+//! transactions, watches, leader-election locks and semaphores.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! # async fn quickstart() -> consul_kv::Result<()> {
+//! let client = consul_kv::Client::from_env()?;          // CONSUL_HTTP_ADDR …, default http://127.0.0.1:8500
+//! let kv = client.kv();
+//! assert!(kv.set("foo", "bar").await?);
+//! let value = kv.get("foo").await?;                     // Option<Key>: Bytes value, flags, indexes, session
+//! let meta = value.as_ref().unwrap().consul();          // the meta: modify index (CAS id), last index, leader info
+//! assert!(kv.set("foo", "baz").cas(meta).await?);       // CAS; false when someone wrote in between
+//! let values = kv.items("my/prefix/").await?;           // every key + value under the prefix, with meta
+//! let keys = kv.keys("my/prefix/").await?;              // key names (optional .separator("/")), with meta
+//! assert!(kv.delete("foo").await?);
+//! let session = client.session().create().await?;      // builder: name, ttl, behavior, lock_delay, node, checks
+//! assert!(kv.acquire("foo", &session).await?);          // optional .value(..) / .flags(..)
+//! assert!(kv.release("foo", &session).await?);
+//! let dc2 = client.kv().dc("dc2").items("foo/bar").await?;
+//! # let _ = (values, keys, dc2);
+//! # Ok(()) }
+//! ```
+//!
+//! `cargo run --example quickstart` runs this walkthrough against `CONSUL_HTTP_ADDR`, or, when it
+//! is unset, against an embedded development server.
+//!
+//! # How it reads
+//!
+//! [`Client`] hands out endpoints: [`Client::kv`] ([`Kv`]) and [`Client::session`]
+//! ([`Sessions`]). Each endpoint method returns a builder; **`.await` sends the request**
+//! (the builders implement [`IntoFuture`](std::future::IntoFuture)). Builders take per-call
+//! settings before they are awaited:
+//!
+//! - reads: [`consistency`](kv::Get::consistency), blocking with
+//!   [`index`](kv::Get::index) / [`wait`](kv::Get::wait), and on every request
+//!   [`dc`](kv::Get::dc), [`ns`](kv::Get::ns), [`partition`](kv::Get::partition),
+//!   [`token`](kv::Get::token);
+//! - writes: [`cas`](kv::Set::cas), [`flags`](kv::Set::flags);
+//! - [`Kv::dc`] binds a whole endpoint to a datacenter: `client.kv().dc("dc2")`.
+//!
+//! Values are bytes ([`bytes::Bytes`]); a missing key is `Ok(None)`, not an error. Writes
+//! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in the
+//! seed API; [`outcome`](kv::Set::outcome) gives a [`WriteOutcome`] instead.
+//!
+//! # Acquire and release replace the value
+//!
+//! [`Kv::acquire`] and [`Kv::release`] are writes: **Consul stores the request's value and
+//! flags in the key**, replacing what was there. Without [`value`](kv::Acquire::value) the key
+//! ends up empty. Pass the value the key should hold.
+//!
+//! # Coordination
+//!
+//! - [`Session::keep_alive`] renews a session at TTL/2 in the background ([`SessionKeeper`]).
+//! - [`Client::lock`] elects a leader ([`Lock`]); [`Client::semaphore`] admits `n` holders
+//!   ([`Semaphore`]). Both use the Go client's key layout and flags, so Go and Rust processes
+//!   can contend for the same keys. Both signal loss, release explicitly, and do no I/O in
+//!   `Drop`.
+//! - [`Kv::watch`] and [`Kv::watch_prefix`] are [`Stream`](futures_core::Stream)s of real
+//!   changes that survive server restarts and index resets.
+//!
+//! # Errors
+//!
+//! Every call returns [`Result`], whose error is the executor's [`Error`]: it says whether a
+//! retry may help ([`Error::is_retryable`]) and when a write's outcome is unknown
+//! ([`Error::OutcomeUnknown`]). Reads and writes Consul certainly did not apply were already
+//! retried with backoff. The ACL token never appears in an error, `Debug` or log line.
+//!
+//! # Crates
+//!
+//! This is the facade over [`consul_kv_proto`] (the protocol, without I/O; re-exported as
+//! [`proto`]) and [`consul_kv_hyper`] (the executor: pooled connections, deadlines, bounded
+//! bodies, retries, TLS).
+
+#![deny(missing_docs)]
+
+mod client;
+pub mod kv;
+mod lock;
+mod meta;
+mod scope;
+mod semaphore;
+pub mod session;
+mod txn;
+mod watch;
+
+pub use bytes::Bytes;
+pub use consul_kv_hyper::{ConfigError, Error, HyperClient, RetryPolicy, TransportError};
+pub use consul_kv_proto as proto;
+pub use consul_kv_proto::session::ServiceCheck;
+pub use consul_kv_proto::txn::{TxnOp, TxnResponse};
+pub use consul_kv_proto::{
+    Behavior, BuildError, Cas, Consistency, Index, Indexed, KvPair, QueryMeta, ResponseError,
+    SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
+};
+
+pub use client::{Client, ClientBuilder};
+pub use kv::{Items, Key, Keys, Kv, RawValue};
+pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
+pub use meta::ConsulMeta;
+pub use scope::BoxFuture;
+pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
+pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
+pub use txn::{Txn, TxnOutcome};
+pub use watch::{KeyWatch, PrefixWatch};
+
+/// A `Result` whose error is the executor's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,16 @@
+//! Benchmarks for consul-kv, run by `cargo xtask bench` (see `xtask/src/bench.rs`).
+//!
+//! - [`harness`]: the measurement loop and command-line contract every contender shares
+//!   (the Rust peers compile the same file).
+//! - [`contenders`]: consul-kv (the facade) and the floor (raw hyper + typed serde).
+//! - [`fixed`]: the fixed-response server that isolates client overhead.
+//! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
+//! - [`micro`]: proto-only build/parse micro benchmarks.
+//!
+//! Not published; not in the workspace's default members.
+
+pub mod contenders;
+pub mod fixed;
+pub mod harness;
+pub mod micro;
+pub mod serve;

@@ -1,0 +1,164 @@
+//! `consul-kv-bench`: the benchmark binary `cargo xtask bench` drives.
+//!
+//! ```text
+//! consul-kv-bench serve [--keys N] [--value-size B]
+//!     starts the devserver and the fixed-response server, prints their base URLs as one
+//!     JSON line, and serves until standard input reaches EOF
+//! consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
+//!     writes the list workloads' keys through the HTTP API
+//! consul-kv-bench run --contender consul-kv|floor --target URL --workload W [...]
+//!     one harness run; prints one JSON result line (flags: see the harness contract)
+//! consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
+//!     proto build/parse micro benchmarks; one JSON line each
+//! ```
+
+use std::io::{Read as _, Write as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use consul_kv_bench::contenders::{ConsulKv, Floor};
+use consul_kv_bench::fixed::Dataset;
+use consul_kv_bench::harness::{cli_main, USAGE};
+use consul_kv_bench::micro;
+use consul_kv_bench::serve::{seed_json, Servers};
+
+const HELP: &str = "\
+consul-kv-bench serve [--keys N] [--value-size B]
+consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
+consul-kv-bench run --contender consul-kv|floor <contract>
+consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
+
+<contract>:
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "serve" => serve(rest),
+        "seed" => seed(rest),
+        "run" => run(rest),
+        "micro" => run_micro(rest),
+        "help" | "-h" | "--help" => {
+            println!("{HELP}{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n\n{HELP}{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("consul-kv-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Named flag values that are not part of the dataset.
+type Extra<'a> = Vec<(&'a str, &'a str)>;
+
+/// `--name value` flags into a dataset (and the other named values).
+fn flags<'a>(args: &'a [String], extra: &[&str]) -> Result<(Dataset, Extra<'a>), String> {
+    let mut data = Dataset::default();
+    let mut rest = Vec::new();
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            return Err(format!("{} needs a value", pair[0]));
+        };
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--keys" => data.keys = num(value)?,
+            "--value-size" => data.value_size = num(value)?,
+            "--prefix" => data.prefix.clone_from(value),
+            f if extra.contains(&f) => rest.push((f, value.as_str())),
+            f => return Err(format!("unknown flag {f:?}\n\n{HELP}")),
+        }
+    }
+    Ok((data, rest))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    let (data, _) = flags(args, &[])?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let servers = Servers::start(&data).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", servers.urls_json()).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+        drop(out);
+        // Serve until whoever started us closes our standard input (or exits).
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().lock().read_to_end(&mut sink);
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        servers
+            .devserver
+            .shutdown()
+            .await
+            .map_err(|e| format!("devserver shutdown: {e}"))
+    })
+}
+
+fn seed(args: &[String]) -> Result<(), String> {
+    let (data, rest) = flags(args, &["--target"])?;
+    let target = rest
+        .iter()
+        .find(|(f, _)| *f == "--target")
+        .map(|(_, v)| *v)
+        .ok_or("--target is required")?;
+    let line = runtime()?.block_on(seed_json(target, &data))?;
+    println!("{line}");
+    Ok(())
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let mut contender = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--contender" {
+            contender = it.next().cloned();
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let outcome = match contender.as_deref() {
+        Some("consul-kv") => cli_main("consul-kv", &rest, ConsulKv::new)?,
+        Some("floor") => cli_main("floor", &rest, Floor::new)?,
+        other => {
+            return Err(format!(
+                "--contender must be consul-kv or floor, not {other:?}"
+            ))
+        }
+    };
+    println!("{}", outcome.to_json());
+    Ok(())
+}
+
+fn run_micro(args: &[String]) -> Result<(), String> {
+    let (data, rest) = flags(args, &["--seconds", "--only"])?;
+    let only = rest.iter().find(|(f, _)| *f == "--only").map(|(_, v)| *v);
+    let seconds = match rest.iter().find(|(f, _)| *f == "--seconds") {
+        Some((_, v)) => v.parse::<f64>().map_err(|_| format!("--seconds: {v:?}"))?,
+        None => 2.0,
+    };
+    for r in micro::run(&data, Duration::from_secs_f64(seconds.max(0.001)), only) {
+        println!("{}", r.to_json());
+    }
+    Ok(())
+}

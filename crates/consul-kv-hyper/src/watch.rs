@@ -1,0 +1,137 @@
+//! [`Watcher`]: drives a [`proto::Watch`] over a [`HyperClient`].
+
+use std::fmt;
+use std::time::Instant;
+
+use proto::{Blocking, Indexed, Watch, WatchOptions};
+
+use crate::client::{token_of, HyperClient};
+use crate::error::Error;
+
+/// A blocking-query loop that yields each change of a value. Created by
+/// [`HyperClient::watch`].
+///
+/// It follows Consul's blocking-query rules through [`proto::Watch`]: the first call reads at
+/// once; later calls block on the last index, reset when the index goes backwards, and are rate
+/// limited by a token bucket. A response whose value equals the last one yielded is not a
+/// change and is skipped.
+///
+/// **Errors.** On a transient failure (connect error, reset, timeout, `429`, `503`,
+/// `500 No cluster leader`, `502`, `504`) [`next`](Self::next) keeps going, after the watch's
+/// exponential backoff. It returns an error only when it is not retryable (`403`, a malformed
+/// response, [`Error::BodyTooLarge`], an invalid request); the watcher stays usable and the
+/// next call resumes after the backoff.
+///
+/// **Cancellation.** `next` is cancel-safe: dropping its future (for example in
+/// `tokio::select!`) drops the request in flight and its connection, and the next call starts
+/// afresh (after a short backoff, with a plain read, so no change is lost).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use consul_kv_hyper::{proto::{kv::Get, WatchOptions}, HyperClient};
+///
+/// # async fn run() -> Result<(), consul_kv_hyper::Error> {
+/// let client = HyperClient::builder().build()?;
+/// let mut watcher = client.watch(Get::new("config"), WatchOptions::default().wait(Duration::from_secs(30)));
+/// loop {
+///     let change = watcher.next().await?;
+///     println!("now {:?} (index {})", change.value.map(|p| p.value), change.meta.last_index);
+/// }
+/// # }
+/// ```
+pub struct Watcher<O: Blocking> {
+    client: HyperClient,
+    watch: Watch<O>,
+    /// A request was handed out and its result not yet given back (the future was dropped).
+    in_flight: bool,
+}
+
+impl<O> fmt::Debug for Watcher<O>
+where
+    O: Blocking,
+    O::Value: Clone + PartialEq,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watcher")
+            .field("client", &self.client)
+            .field("index", &self.watch.index())
+            .field("requests", &self.watch.requests())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O> Watcher<O>
+where
+    O: Blocking,
+    O::Value: Clone + PartialEq,
+{
+    pub(crate) fn new(client: HyperClient, op: O, opts: WatchOptions) -> Self {
+        Self {
+            client,
+            watch: Watch::new(op, opts),
+            in_flight: false,
+        }
+    }
+
+    /// The state machine: last value, index, request and reset counts.
+    pub fn state(&self) -> &Watch<O> {
+        &self.watch
+    }
+
+    /// Waits for the next change and returns it with its meta.
+    ///
+    /// # Errors
+    /// Only errors that are not retryable (see the type's documentation).
+    pub async fn next(&mut self) -> Result<Indexed<O::Value>, Error> {
+        if self.in_flight {
+            // The previous call was cancelled mid-request: its answer is lost.
+            self.in_flight = false;
+            self.watch.handle_failure(Instant::now());
+        }
+        loop {
+            let req = match self
+                .watch
+                .poll_request(Instant::now(), self.client.context())?
+            {
+                Some(req) => req,
+                None => {
+                    if let Some(at) = self.watch.poll_timeout() {
+                        tokio::time::sleep_until(at.into()).await;
+                    } else {
+                        // Cannot happen (no request is in flight here); do not spin.
+                        tokio::task::yield_now().await;
+                    }
+                    continue;
+                }
+            };
+            self.in_flight = true;
+            let secret = token_of(&req);
+            let deadline = self.watch.request_timeout();
+            let result = self.client.round_trip(&req, deadline, true, 1).await;
+            self.in_flight = false;
+            let now = Instant::now();
+            match result {
+                Ok(resp) => match self.watch.handle_response(now, resp) {
+                    Ok(Some(change)) => return Ok(change),
+                    Ok(None) => {}
+                    Err(mut e) => {
+                        if let Some(t) = &secret {
+                            e.redact(t);
+                        }
+                        if !e.is_retryable() {
+                            return Err(Error::Response(e));
+                        }
+                        tracing::debug!(error = %e, "watch: retrying after backoff");
+                    }
+                },
+                Err(f) => {
+                    self.watch.handle_failure(now);
+                    if !f.error.is_retryable() {
+                        return Err(f.error);
+                    }
+                    tracing::debug!(error = %f.error, "watch: retrying after backoff");
+                }
+            }
+        }
+    }
+}

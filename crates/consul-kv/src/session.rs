@@ -1,0 +1,724 @@
+//! The session endpoint: [`Sessions`], [`Session`], and the keep-alive [`SessionKeeper`].
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use consul_kv_proto::session::{self as op, ServiceCheck};
+use consul_kv_proto::{Behavior, ReadOptions, SessionEntry, SessionId, WriteOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::meta::ConsulMeta;
+use crate::scope::{common_setters, finish_read, read_setters, BoxFuture, Scope};
+use crate::{Client, Error, Result};
+
+/// The session endpoint, from [`Client::session`].
+///
+/// Cheap to clone; [`dc`](Self::dc) and the other scope methods return a bound copy.
+///
+/// ```no_run
+/// # async fn demo(client: consul_kv::Client) -> consul_kv::Result<()> {
+/// use std::time::Duration;
+/// use consul_kv::Behavior;
+/// let session = client
+///     .session()
+///     .create()
+///     .name("worker")
+///     .ttl(Duration::from_secs(15))
+///     .behavior(Behavior::Delete)
+///     .await?;
+/// let keeper = session.keep_alive(); // renews every TTL/2 until stopped
+/// // ... hold locks with `session` ...
+/// keeper.stop().await?; // stops renewing and destroys the session
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Sessions {
+    pub(crate) client: Client,
+    pub(crate) scope: Scope,
+}
+
+impl fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sessions")
+            .field("datacenter", &self.scope.datacenter)
+            .field("namespace", &self.scope.namespace)
+            .field("partition", &self.scope.partition)
+            .field("token", &self.scope.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client,
+            scope: Scope::default(),
+        }
+    }
+
+    /// A copy bound to datacenter `dc`.
+    pub fn dc(&self, dc: impl Into<String>) -> Self {
+        let mut s = self.clone();
+        s.scope.datacenter = Some(dc.into());
+        s
+    }
+
+    /// A copy bound to namespace `ns` (Consul Enterprise).
+    pub fn ns(&self, namespace: impl Into<String>) -> Self {
+        let mut s = self.clone();
+        s.scope.namespace = Some(namespace.into());
+        s
+    }
+
+    /// A copy bound to admin partition `partition` (Consul Enterprise).
+    pub fn partition(&self, partition: impl Into<String>) -> Self {
+        let mut s = self.clone();
+        s.scope.partition = Some(partition.into());
+        s
+    }
+
+    /// A copy that sends `token` instead of the client's.
+    pub fn token(&self, token: crate::Token) -> Self {
+        let mut s = self.clone();
+        s.scope.token = Some(token);
+        s
+    }
+
+    /// Creates a session. Without settings it gets Consul's defaults: the agent's node, the
+    /// `serfHealth` check, a 15 s lock-delay, behavior `release` and no TTL.
+    pub fn create(&self) -> CreateSession<'_> {
+        let mut op = op::CreateSession::new();
+        *op.options_mut() = self.scope.write_options();
+        CreateSession {
+            sessions: self,
+            op,
+            ttl: None,
+        }
+    }
+
+    /// Destroys a session; its locks are released (or their keys deleted, for behavior
+    /// `delete`). Resolves to `true`, also for an unknown session.
+    pub fn destroy(&self, id: impl AsRef<SessionId>) -> DestroySession<'_> {
+        let mut op = op::DestroySession::new(id.as_ref().clone());
+        *op.options_mut() = self.scope.write_options();
+        DestroySession { sessions: self, op }
+    }
+
+    /// Renews a TTL session. Resolves to the session as Consul now describes it (its TTL may be
+    /// longer than asked, under load), or `None` when Consul no longer knows it: it expired or
+    /// was destroyed.
+    pub fn renew(&self, id: impl AsRef<SessionId>) -> RenewSession<'_> {
+        let mut op = op::RenewSession::new(id.as_ref().clone());
+        *op.options_mut() = self.scope.write_options();
+        RenewSession { sessions: self, op }
+    }
+
+    /// Reads one session; `None` when Consul does not know it.
+    pub fn info(&self, id: impl AsRef<SessionId>) -> SessionInfo<'_> {
+        SessionInfo {
+            sessions: self,
+            op: op::SessionInfo::new(id.as_ref().clone()).with_options(self.scope.read_options()),
+        }
+    }
+
+    /// Lists the sessions of one node.
+    pub fn node(&self, node: impl Into<String>) -> NodeSessions<'_> {
+        NodeSessions {
+            sessions: self,
+            op: op::NodeSessions::new(node).map(|o| o.with_options(self.scope.read_options())),
+            fallback: self.scope.read_options(),
+        }
+    }
+
+    /// Lists every session in the datacenter.
+    pub fn list(&self) -> ListSessions<'_> {
+        ListSessions {
+            sessions: self,
+            op: op::ListSessions::new().with_options(self.scope.read_options()),
+        }
+    }
+
+    /// Starts renewing session `id` every `ttl / 2` in a background task; see
+    /// [`SessionKeeper`]. The task is spawned on the current Tokio runtime: call this from
+    /// within one.
+    pub fn keep_alive(&self, id: impl AsRef<SessionId>, ttl: Duration) -> SessionKeeper {
+        SessionKeeper::start(self.clone(), id.as_ref().clone(), Some(ttl))
+    }
+}
+
+/// A session created by [`Sessions::create`]: its ID, plus the endpoint it came from.
+///
+/// Pass `&session` wherever a session ID is expected (`kv.acquire("k", &session)`); it derefs
+/// to [`SessionId`]. Dropping it does nothing: a session lives until it is destroyed, or, with
+/// a TTL, until it is not renewed for the TTL (Consul invalidates it after up to twice the
+/// TTL). Use [`keep_alive`](Self::keep_alive) to renew it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    id: SessionId,
+    ttl: Option<Duration>,
+    sessions: Sessions,
+}
+
+impl Session {
+    /// The session's ID.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The TTL it was created with.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+
+    /// Renews it every TTL/2 in a background task until the [`SessionKeeper`] is stopped or
+    /// dropped. For a session without a TTL, the keeper only waits to be stopped.
+    ///
+    /// The task is spawned on the current Tokio runtime: call this from within one.
+    pub fn keep_alive(&self) -> SessionKeeper {
+        SessionKeeper::start(self.sessions.clone(), self.id.clone(), self.ttl)
+    }
+
+    /// Destroys it. See [`Sessions::destroy`].
+    ///
+    /// # Errors
+    /// As [`Sessions::destroy`].
+    pub async fn destroy(&self) -> Result<bool> {
+        self.sessions.destroy(&self.id).await
+    }
+
+    /// Renews it once. See [`Sessions::renew`].
+    ///
+    /// # Errors
+    /// As [`Sessions::renew`].
+    pub async fn renew(&self) -> Result<Option<SessionEntry>> {
+        self.sessions.renew(&self.id).await
+    }
+
+    /// Reads it. See [`Sessions::info`].
+    ///
+    /// # Errors
+    /// As [`Sessions::info`].
+    pub async fn info(&self) -> Result<Option<SessionEntry>> {
+        self.sessions.info(&self.id).await
+    }
+}
+
+impl Deref for Session {
+    type Target = SessionId;
+    fn deref(&self) -> &SessionId {
+        &self.id
+    }
+}
+
+impl AsRef<SessionId> for Session {
+    fn as_ref(&self) -> &SessionId {
+        &self.id
+    }
+}
+
+impl fmt::Display for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.id.fmt(f)
+    }
+}
+
+/// Sessions listed by [`Sessions::list`] or [`Sessions::node`], with the meta of the read.
+/// Derefs to `[SessionEntry]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionList {
+    entries: Vec<SessionEntry>,
+    meta: ConsulMeta,
+}
+
+impl SessionList {
+    /// The meta of the read.
+    pub fn consul(&self) -> &ConsulMeta {
+        &self.meta
+    }
+
+    /// Whether session `id` is listed.
+    pub fn contains(&self, id: impl AsRef<SessionId>) -> bool {
+        let id = id.as_ref();
+        self.entries.iter().any(|e| &e.id == id)
+    }
+
+    /// The entries.
+    pub fn into_vec(self) -> Vec<SessionEntry> {
+        self.entries
+    }
+}
+
+impl Deref for SessionList {
+    type Target = [SessionEntry];
+    fn deref(&self) -> &[SessionEntry] {
+        &self.entries
+    }
+}
+
+impl IntoIterator for SessionList {
+    type Item = SessionEntry;
+    type IntoIter = std::vec::IntoIter<SessionEntry>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builders.
+
+macro_rules! into_future {
+    ($ty:ident, $out:ty) => {
+        impl<'a> IntoFuture for $ty<'a> {
+            type Output = Result<$out>;
+            type IntoFuture = BoxFuture<'a, Result<$out>>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+    };
+}
+
+/// A [`Sessions::create`] request. Resolves to a [`Session`].
+#[must_use = "a request does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct CreateSession<'a> {
+    sessions: &'a Sessions,
+    op: op::CreateSession,
+    ttl: Option<Duration>,
+}
+
+impl CreateSession<'_> {
+    fn common_mut(&mut self) -> &mut WriteOptions {
+        self.op.options_mut()
+    }
+
+    common_setters!();
+
+    /// A name, for humans.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.op = self.op.name(name);
+        self
+    }
+
+    /// The TTL: without a renewal for this long, Consul invalidates the session (after up to
+    /// twice the TTL). Consul accepts 10 s to 24 h.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.op = self.op.ttl(ttl);
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// What happens to the session's locks when it is invalidated: [`Behavior::Release`]
+    /// (default) releases them, [`Behavior::Delete`] deletes the keys.
+    pub fn behavior(mut self, behavior: Behavior) -> Self {
+        self.op = self.op.behavior(behavior);
+        self
+    }
+
+    /// How long a lock released by this session's invalidation cannot be acquired again
+    /// (default 15 s, at most 60 s; `Duration::ZERO` for none). During the delay, an acquire
+    /// answers `false` although the key shows no session.
+    pub fn lock_delay(mut self, delay: Duration) -> Self {
+        self.op = self.op.lock_delay(delay);
+        self
+    }
+
+    /// The node the session belongs to (default: the agent's).
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.op = self.op.node(node);
+        self
+    }
+
+    /// The health checks (Consul's `Checks`); the session is invalidated when one fails. An
+    /// empty list removes the default `serfHealth`.
+    pub fn checks(mut self, checks: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.op = self.op.checks(checks);
+        self
+    }
+
+    /// The node checks (`NodeChecks`).
+    pub fn node_checks(mut self, checks: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.op = self.op.node_checks(checks);
+        self
+    }
+
+    /// The service checks (`ServiceChecks`).
+    pub fn service_checks(mut self, checks: impl IntoIterator<Item = ServiceCheck>) -> Self {
+        self.op = self.op.service_checks(checks);
+        self
+    }
+
+    /// Sends the request.
+    ///
+    /// # Errors
+    /// An [`Error`] for an invalid option, a transport failure or an error answer (for example
+    /// an unknown node or check). Creating is not idempotent: after
+    /// [`Error::OutcomeUnknown`] a session may exist; it expires by its TTL.
+    pub async fn send(self) -> Result<Session> {
+        let id = self.sessions.client.exec.execute(&self.op).await?;
+        Ok(Session {
+            id,
+            ttl: self.ttl,
+            sessions: self.sessions.clone(),
+        })
+    }
+}
+into_future!(CreateSession, Session);
+
+/// A [`Sessions::destroy`] request. Resolves to `bool`.
+#[must_use = "a request does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct DestroySession<'a> {
+    sessions: &'a Sessions,
+    op: op::DestroySession,
+}
+
+impl DestroySession<'_> {
+    fn common_mut(&mut self) -> &mut WriteOptions {
+        self.op.options_mut()
+    }
+
+    common_setters!();
+
+    /// Sends the request.
+    ///
+    /// # Errors
+    /// An [`Error`] for a transport failure or an error answer.
+    pub async fn send(self) -> Result<bool> {
+        self.sessions.client.exec.execute(&self.op).await
+    }
+}
+into_future!(DestroySession, bool);
+
+/// A [`Sessions::renew`] request. Resolves to `Option<SessionEntry>`; `None` means expired.
+#[must_use = "a request does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct RenewSession<'a> {
+    sessions: &'a Sessions,
+    op: op::RenewSession,
+}
+
+impl RenewSession<'_> {
+    fn common_mut(&mut self) -> &mut WriteOptions {
+        self.op.options_mut()
+    }
+
+    common_setters!();
+
+    /// Sends the request.
+    ///
+    /// # Errors
+    /// An [`Error`] for a transport failure or an error answer. An unknown session is
+    /// `Ok(None)`.
+    pub async fn send(self) -> Result<Option<SessionEntry>> {
+        self.sessions.client.exec.execute(&self.op).await
+    }
+}
+into_future!(RenewSession, Option<SessionEntry>);
+
+/// A [`Sessions::info`] request. Resolves to `Option<SessionEntry>`.
+#[must_use = "a request does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct SessionInfo<'a> {
+    sessions: &'a Sessions,
+    op: op::SessionInfo,
+}
+
+impl SessionInfo<'_> {
+    fn common_mut(&mut self) -> &mut WriteOptions {
+        &mut self.op.options_mut().common
+    }
+
+    fn read_mut(&mut self) -> &mut ReadOptions {
+        self.op.options_mut()
+    }
+
+    read_setters!();
+
+    /// Sends the request.
+    ///
+    /// # Errors
+    /// An [`Error`] for a transport failure or an error answer. An unknown session is
+    /// `Ok(None)`.
+    pub async fn send(mut self) -> Result<Option<SessionEntry>> {
+        finish_read(self.op.options_mut());
+        Ok(self.sessions.client.exec.execute(&self.op).await?.value)
+    }
+}
+into_future!(SessionInfo, Option<SessionEntry>);
+
+/// A [`Sessions::node`] request. Resolves to a [`SessionList`].
+#[must_use = "a request does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct NodeSessions<'a> {
+    sessions: &'a Sessions,
+    op: std::result::Result<op::NodeSessions, consul_kv_proto::BuildError>,
+    /// Where the setters write while `op` holds an error.
+    fallback: ReadOptions,
+}
+
+impl NodeSessions<'_> {
+    fn common_mut(&mut self) -> &mut WriteOptions {
+        &mut self.read_mut().common
+    }
+
+    fn read_mut(&mut self) -> &mut ReadOptions {
+        match &mut self.op {
+            Ok(op) => op.options_mut(),
+            Err(_) => &mut self.fallback,
+        }
+    }
+
+    read_setters!();
+
+    /// Sends the request.
+    ///
+    /// # Errors
+    /// An [`Error`] for an empty node name, a transport failure or an error answer.
+    pub async fn send(self) -> Result<SessionList> {
+        let mut op = self.op?;
+        finish_read(op.options_mut());
+        let r = self.sessions.client.exec.execute(&op).await?;
+        Ok(SessionList {
+            entries: r.value,
+            meta: ConsulMeta::for_list(r.meta),
+        })
+    }
+}
+into_future!(NodeSessions, SessionList);
+
+/// A [`Sessions::list`] request. Resolves to a [`SessionList`].
+#[must_use = "a request does nothing until it is awaited"]
+#[derive(Debug)]
+pub struct ListSessions<'a> {
+    sessions: &'a Sessions,
+    op: op::ListSessions,
+}
+
+impl ListSessions<'_> {
+    fn common_mut(&mut self) -> &mut WriteOptions {
+        &mut self.op.options_mut().common
+    }
+
+    fn read_mut(&mut self) -> &mut ReadOptions {
+        self.op.options_mut()
+    }
+
+    read_setters!();
+
+    /// Sends the request.
+    ///
+    /// # Errors
+    /// An [`Error`] for a transport failure or an error answer.
+    pub async fn send(mut self) -> Result<SessionList> {
+        finish_read(self.op.options_mut());
+        let r = self.sessions.client.exec.execute(&self.op).await?;
+        Ok(SessionList {
+            entries: r.value,
+            meta: ConsulMeta::for_list(r.meta),
+        })
+    }
+}
+into_future!(ListSessions, SessionList);
+
+// ---------------------------------------------------------------------------------------------
+// Keep-alive.
+
+/// Consul no longer knows the session: a renewal answered `404`. Its locks are gone.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("session {id} expired")]
+pub struct SessionExpired {
+    /// The session.
+    pub id: SessionId,
+}
+
+/// Why a [`SessionKeeper`] stopped renewing on its own.
+#[non_exhaustive]
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionLost {
+    /// Consul no longer knows the session (a renewal answered `404`).
+    #[error(transparent)]
+    Expired(SessionExpired),
+    /// Renewals failed for longer than the TTL, so the session must be presumed invalid; the
+    /// last failure.
+    #[error("session renewal failed for longer than its TTL")]
+    RenewFailed(#[source] Arc<Error>),
+}
+
+/// What the keeper's channel holds.
+#[derive(Debug, Clone)]
+enum KeeperState {
+    Alive,
+    Lost(SessionLost),
+}
+
+/// Renews a session in a background task, the way Go's `RenewPeriodic` does, without its
+/// known leak:
+///
+/// - it renews every TTL/2;
+/// - after a failed renewal it retries every second, and gives up when no renewal succeeded for
+///   a whole TTL (the session must then be presumed invalid; Consul itself waits up to twice the
+///   TTL);
+/// - when Consul answers with a longer TTL than asked (it does so under load), it adopts it;
+/// - a `404` ends it with [`SessionLost::Expired`].
+///
+/// [`lost`](Self::lost) resolves when it gave up. [`stop`](Self::stop) stops renewing and
+/// destroys the session. **Dropping it only aborts the task** (no I/O in `Drop`): the
+/// session then lives until its TTL runs out.
+pub struct SessionKeeper {
+    id: SessionId,
+    sessions: Sessions,
+    state: watch::Receiver<KeeperState>,
+    task: JoinHandle<()>,
+}
+
+impl fmt::Debug for SessionKeeper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKeeper")
+            .field("id", &self.id)
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often a failed renewal is retried (Go's `RenewPeriodic` uses 1 s too).
+const RENEW_RETRY: Duration = Duration::from_secs(1);
+
+impl SessionKeeper {
+    fn start(sessions: Sessions, id: SessionId, ttl: Option<Duration>) -> Self {
+        let (tx, rx) = watch::channel(KeeperState::Alive);
+        let task = tokio::spawn(renew_loop(sessions.clone(), id.clone(), ttl, tx));
+        Self {
+            id,
+            sessions,
+            state: rx,
+            task,
+        }
+    }
+
+    /// The session being renewed.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Whether it is still renewing (it has not given up and has not been stopped).
+    pub fn is_alive(&self) -> bool {
+        matches!(*self.state.borrow(), KeeperState::Alive) && !self.task.is_finished()
+    }
+
+    /// Why it gave up, if it did.
+    pub fn lost_reason(&self) -> Option<SessionLost> {
+        match &*self.state.borrow() {
+            KeeperState::Alive => None,
+            KeeperState::Lost(l) => Some(l.clone()),
+        }
+    }
+
+    /// Resolves when renewal has given up: the session expired, or renewals failed for a TTL.
+    /// Pending forever while renewals succeed. Cancel-safe.
+    pub async fn lost(&self) -> SessionLost {
+        self.lost_future().await
+    }
+
+    /// [`lost`](Self::lost) as a future that does not borrow the keeper.
+    pub(crate) fn lost_future(&self) -> impl Future<Output = SessionLost> + Send + 'static {
+        let mut rx = self.state.clone();
+        async move {
+            loop {
+                if let KeeperState::Lost(l) = &*rx.borrow_and_update() {
+                    return l.clone();
+                }
+                if rx.changed().await.is_err() {
+                    // The task ended without a report: it was aborted, so nothing will come.
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn abort_handle(&self) -> tokio::task::AbortHandle {
+        self.task.abort_handle()
+    }
+
+    /// Stops renewing and destroys the session, which releases its locks (or deletes their
+    /// keys, for behavior `delete`). Resolves to Consul's answer.
+    ///
+    /// # Errors
+    /// An [`Error`] when the destroy request fails; renewal has stopped anyway, so the session
+    /// expires by its TTL.
+    pub async fn stop(self) -> Result<bool> {
+        self.task.abort();
+        self.sessions.destroy(&self.id).await
+    }
+}
+
+impl Drop for SessionKeeper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn renew_loop(
+    sessions: Sessions,
+    id: SessionId,
+    ttl: Option<Duration>,
+    tx: watch::Sender<KeeperState>,
+) {
+    let Some(mut ttl) = ttl.filter(|t| !t.is_zero()) else {
+        // Nothing to renew: a session without a TTL lives until destroyed.
+        return std::future::pending().await;
+    };
+    let mut last_ok = Instant::now();
+    let mut next = last_ok + ttl / 2;
+    loop {
+        tokio::time::sleep_until(next).await;
+        // Each attempt may use what is left of the TTL, and at least the retry interval.
+        let budget = (last_ok + ttl)
+            .saturating_duration_since(Instant::now())
+            .max(RENEW_RETRY);
+        let attempt = tokio::time::timeout(budget, sessions.renew(&id).send()).await;
+        let now = Instant::now();
+        match attempt {
+            Ok(Ok(Some(entry))) => {
+                if let Some(server_ttl) = entry.ttl {
+                    if server_ttl > ttl {
+                        tracing::debug!(session = %id, ?server_ttl, "adopting the server's longer TTL");
+                        ttl = server_ttl;
+                    }
+                }
+                last_ok = now;
+                next = now + ttl / 2;
+            }
+            Ok(Ok(None)) => {
+                tracing::debug!(session = %id, "session expired");
+                let _ = tx.send(KeeperState::Lost(SessionLost::Expired(SessionExpired {
+                    id: id.clone(),
+                })));
+                return;
+            }
+            Ok(Err(e)) => {
+                if now.duration_since(last_ok) >= ttl {
+                    let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
+                    return;
+                }
+                tracing::debug!(session = %id, error = %e, "renewal failed; retrying");
+                // Retry every second, and once more right at the deadline.
+                next = (now + RENEW_RETRY).min(last_ok + ttl);
+            }
+            Err(_elapsed) => {
+                if now.duration_since(last_ok) >= ttl {
+                    let e = Error::Timeout { after: budget };
+                    let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
+                    return;
+                }
+                next = (now + RENEW_RETRY).min(last_ok + ttl);
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Reliability suite (`../shared/reference/reliability.md`, R1–R20): faults injected by a
+//! byte-level proxy, load with correctness checks, leaks, and bad input.
+//!
+//! Each scenario is one test that prints one figure as a line
+//! `RELIABILITY | scenario | figure | target | PASS`, and fails when the target is missed.
+//! `cargo xtask ci` runs it at CI size; `cargo xtask soak` sets `CONSUL_KV_SOAK=1` for the full
+//! sizes of the issue and prints the lines as one table.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod bad_input;
+mod faults;
+mod load;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use consul_kv::{Client, RetryPolicy};
+use consul_kv_devserver::{DevServer, DevServerHandle};
+
+/// Whether the suite runs at full (soak) size.
+pub fn soak() -> bool {
+    std::env::var_os("CONSUL_KV_SOAK").is_some_and(|v| v != "0")
+}
+
+/// `ci` at CI size, `full` under `cargo xtask soak`.
+pub fn size(ci: usize, full: usize) -> usize {
+    if soak() {
+        full
+    } else {
+        ci
+    }
+}
+
+/// Prints the scenario's figure and fails the test when `pass` is false.
+pub fn figure(scenario: &str, figure: &str, target: &str, pass: bool) {
+    println!(
+        "RELIABILITY | {scenario} | {figure} | {target} | {}",
+        if pass { "PASS" } else { "FAIL" }
+    );
+    assert!(pass, "{scenario}: {figure} misses the target {target}");
+}
+
+/// A devserver on a free port.
+pub async fn devserver() -> DevServerHandle {
+    DevServer::builder().start().await.expect("devserver")
+}
+
+/// The socket address behind a `http://host:port` base URL.
+pub fn addr_of(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("a socket address")
+}
+
+/// A facade client for `base` with short deadlines and fast retries, as tests want.
+pub fn client(base: &str) -> Client {
+    Client::builder()
+        .address(base)
+        .timeout(Duration::from_secs(3))
+        .retry(
+            RetryPolicy::default()
+                .max_attempts(6)
+                .base(Duration::from_millis(20))
+                .cap(Duration::from_millis(200))
+                .budget(Duration::from_secs(5)),
+        )
+        .build()
+        .expect("client")
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A field of `/proc/self/status` in KiB (`VmRSS`, `VmHWM`).
+pub fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Serialises the scenarios that measure process-wide figures (memory, file descriptors).
+pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
