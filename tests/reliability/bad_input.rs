@@ -163,8 +163,9 @@ async fn r15_values_are_bytes_up_to_the_limit() {
     );
 }
 
-/// A server that answers every request with headers announcing 1 GiB and streams zeros.
-async fn gigabyte_server() -> std::net::SocketAddr {
+/// A server that answers every request with a 1 GiB body of spaces after `[`: announced by
+/// `Content-Length`, or streamed in chunks with no length.
+async fn gigabyte_server(chunked: bool) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -172,17 +173,29 @@ async fn gigabyte_server() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
-                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Consul-Index: 5\r\nContent-Length: 1073741824\r\n\r\n[";
+                let head = if chunked {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Consul-Index: 5\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n[\r\n"
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Consul-Index: 5\r\nContent-Length: 1073741824\r\n\r\n["
+                };
                 if sock.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
-                let chunk = vec![b' '; 1 << 16];
+                let data = vec![b' '; 1 << 16];
+                let chunk = if chunked {
+                    let mut c = format!("{:x}\r\n", data.len()).into_bytes();
+                    c.extend_from_slice(&data);
+                    c.extend_from_slice(b"\r\n");
+                    c
+                } else {
+                    data
+                };
                 let mut sent = 1usize;
                 while sent < 1 << 30 {
                     if sock.write_all(&chunk).await.is_err() {
                         return;
                     }
-                    sent += chunk.len();
+                    sent += 1 << 16;
                 }
             });
         }
@@ -190,14 +203,13 @@ async fn gigabyte_server() -> std::net::SocketAddr {
     addr
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r16_a_gigabyte_response_stays_within_the_body_limit() {
-    let _x = EXCLUSIVE.lock().await;
-    let addr = gigabyte_server().await;
-    let limit = 64 << 20;
+/// Reads a 1 GiB answer through a client with a 64 MiB limit; returns the error and the peak
+/// RSS growth in MiB, sampled every 2 ms while the call runs.
+async fn read_gigabyte(chunked: bool) -> (Error, f64) {
+    let addr = gigabyte_server(chunked).await;
     let c = Client::builder()
         .address(format!("http://{addr}"))
-        .max_body(limit)
+        .max_body(64 << 20)
         .timeout(Duration::from_secs(60))
         .retry(RetryPolicy::none())
         .build()
@@ -213,18 +225,32 @@ async fn r16_a_gigabyte_response_stays_within_the_body_limit() {
                     let mut p = peak.lock().unwrap();
                     *p = (*p).max(rss);
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         })
     };
     let e = c.kv().items("huge/").await.unwrap_err();
     sampler.abort();
-    let growth_mib = (*peak.lock().unwrap()).saturating_sub(before) as f64 / 1024.0;
+    let growth = (*peak.lock().unwrap()).saturating_sub(before) as f64 / 1024.0;
+    (e, growth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_gigabyte_response_stays_within_the_body_limit() {
+    let _x = EXCLUSIVE.lock().await;
+    let (announced, announced_growth) = read_gigabyte(false).await;
+    let (streamed, streamed_growth) = read_gigabyte(true).await;
     figure(
         "R16 1 GiB response, 64 MiB limit",
-        &format!("{e}; peak RSS growth {growth_mib:.1} MiB"),
+        &format!(
+            "Content-Length: {announced} (peak RSS growth {announced_growth:.1} MiB); \
+             chunked: {streamed} (peak RSS growth {streamed_growth:.1} MiB)"
+        ),
         "BodyTooLarge; growth ≤ limit + 10%",
-        matches!(e, Error::BodyTooLarge { .. }) && growth_mib <= 64.0 * 1.1,
+        matches!(announced, Error::BodyTooLarge { .. })
+            && matches!(streamed, Error::BodyTooLarge { .. })
+            && announced_growth <= 64.0 * 1.1
+            && streamed_growth <= 64.0 * 1.1,
     );
 }
 

@@ -37,7 +37,8 @@ pub(crate) fn soak(root: &Path) -> Result {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<Vec<&str>> = stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("RELIABILITY | "))
+        // libtest prints `test name ... ` before the test's own output on the same line.
+        .filter_map(|l| l.split_once("RELIABILITY | ").map(|(_, rest)| rest))
         .map(|l| l.split(" | ").collect())
         .collect();
     println!("| scenario | figure | target | pass |");
