@@ -828,6 +828,8 @@ struct Record {
     case: &'static str,
     status: Status,
     json: Json,
+    /// The smallest and largest figure (p50 or ops/s) over the rounds that succeeded.
+    range: Option<(f64, f64)>,
 }
 
 impl Record {
@@ -885,8 +887,11 @@ fn median_run(case: &Case, mut runs: Vec<Record>) -> Option<Record> {
             .unwrap_or(0.0)
             .total_cmp(&figure(b).unwrap_or(0.0))
     });
+    let range = ok.first().and_then(figure).zip(ok.last().and_then(figure));
     let mid = ok.len() / 2;
-    Some(ok.swap_remove(mid))
+    let mut median = ok.swap_remove(mid);
+    median.range = range;
+    Some(median)
 }
 
 fn run_one(c: &Contender, case: &Case, s: &Sizes) -> Record {
@@ -897,6 +902,7 @@ fn run_one(c: &Contender, case: &Case, s: &Sizes) -> Record {
         case: case.id,
         status: Status::Failed(note),
         json: Json::Null,
+        range: None,
     };
     let (out, err, ok) = match capture_all(&mut cmd, s.timeout) {
         Ok(r) => r,
@@ -934,6 +940,7 @@ fn run_one(c: &Contender, case: &Case, s: &Sizes) -> Record {
         case: case.id,
         status,
         json,
+        range: None,
     }
 }
 
@@ -1297,12 +1304,17 @@ impl Report {
         let _ = writeln!(md, "### {} ({})\n", case.title, case.server);
         let _ = write!(
             md,
-            "| contender | ops/s | p50 | p99 | mean | × floor | consul-kv vs this |"
+            "| contender | ops/s | p50 | p99 | mean | {} over {} runs | × floor | consul-kv vs this |",
+            match case.metric {
+                Metric::Latency => "p50",
+                Metric::Throughput => "ops/s",
+            },
+            self.sizes.repeat
         );
         if list {
             md.push_str(" entries | peak RSS Δ |");
         }
-        md.push_str("\n|---|---:|---:|---:|---:|---:|---:|");
+        md.push_str("\n|---|---:|---:|---:|---:|---:|---:|---:|");
         if list {
             md.push_str("---:|---:|");
         }
@@ -1323,14 +1335,22 @@ impl Report {
                     } else {
                         "—".into()
                     };
+                    let range = r.range.map_or_else(
+                        || "—".into(),
+                        |(lo, hi)| match case.metric {
+                            Metric::Latency => format!("{} – {}", fmt_us(lo), fmt_us(hi)),
+                            Metric::Throughput => format!("{} – {}", fmt_ops(lo), fmt_ops(hi)),
+                        },
+                    );
                     let _ = write!(
                         md,
-                        "| {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
                         c.name,
                         fmt_ops(n("ops_per_sec")),
                         fmt_us(n("p50_us")),
                         fmt_us(n("p99_us")),
                         fmt_us(n("mean_us")),
+                        range,
                         vs_floor,
                         vs_us
                     );
@@ -1349,7 +1369,7 @@ impl Report {
                     if errors > 0.0 {
                         let _ = writeln!(
                             md,
-                            "| ↳ {} errors: {} | | | | | | |{}",
+                            "| ↳ {} errors: {} | | | | | | | |{}",
                             errors,
                             md_escape(r.json.get("note").and_then(Json::as_str).unwrap_or("")),
                             if list { " | |" } else { "" }
@@ -1359,7 +1379,7 @@ impl Report {
                 Status::Unsupported(note) => {
                     let _ = writeln!(
                         md,
-                        "| {} | unsupported: {} | | | | | |{}",
+                        "| {} | unsupported: {} | | | | | | |{}",
                         c.name,
                         md_escape(note),
                         if list { " | |" } else { "" }
@@ -1368,7 +1388,7 @@ impl Report {
                 Status::Failed(note) => {
                     let _ = writeln!(
                         md,
-                        "| {} | failed: {} | | | | | |{}",
+                        "| {} | failed: {} | | | | | | |{}",
                         c.name,
                         md_escape(note),
                         if list { " | |" } else { "" }
@@ -1478,6 +1498,27 @@ impl Report {
                 (p.ns_per_op - s.ns_per_op) / 1e6
             );
         }
+        for id in ["get-seq-fixed", "get-tput-64"] {
+            let Some(case) = self.case(id) else { continue };
+            if let Some((lo, hi)) = self.record("floor", id).and_then(|r| r.range) {
+                let shown = |v: f64| match case.metric {
+                    Metric::Latency => fmt_us(v),
+                    Metric::Throughput => format!("{} ops/s", fmt_ops(v)),
+                };
+                let _ = writeln!(
+                    md,
+                    "- Noise: the floor alone ranged {} – {} over the {} rounds of \"{}\" \
+                     ({:.0}% spread); load average at the end {}. The machine is shared, so \
+                     ratios within one round are more telling than figures across runs.",
+                    shown(lo),
+                    shown(hi),
+                    self.sizes.repeat,
+                    case.title,
+                    (hi - lo) / lo.max(f64::MIN_POSITIVE) * 100.0,
+                    self.machine.load
+                );
+            }
+        }
         if let Some(case) = self.case("get-tput-64") {
             if let Some(r) = self.speed("consul-kv", "floor", case) {
                 let _ = writeln!(
@@ -1496,8 +1537,8 @@ impl Report {
     fn svg(&self) -> String {
         let bar_h = 14.0;
         let gap = 16.0;
-        let left = 300.0;
-        let width = 1000.0;
+        let left = 340.0;
+        let width = 1040.0;
         let plot_w = width - left - 90.0;
         let top = 96.0;
         let n = self.contenders.len() as f64;
@@ -1702,7 +1743,7 @@ fn readme_from_report(root: &Path) -> Result<(), String> {
         .take_while(|l| l.starts_with("- "))
         .collect();
     let section = format!(
-        "{README_START}\n{intro}\n\n{}\n\n{}\n\nThe full report (per-workload tables, proto micro \
+        "{README_START}\n## Performance\n\n{intro}\n\nContenders:\n\n{}\n\n{}\n\nThe full report (per-workload tables, proto micro \
          benchmarks, where the time goes) and the chart are written to `target/bench/report.md` \
          and `target/bench/report.svg` by the same command; `cargo xtask bench --update-readme` \
          regenerates this section.\n{README_END}",
@@ -1712,15 +1753,18 @@ fn readme_from_report(root: &Path) -> Result<(), String> {
     let readme_path = root.join("README.md");
     let readme = std::fs::read_to_string(&readme_path)
         .map_err(|e| format!("{}: {e}", readme_path.display()))?;
+    // The heading lives inside the markers; one left just above them is folded in.
     let updated = match (readme.find(README_START), readme.find(README_END)) {
         (Some(a), Some(b)) if a < b => {
+            let before = readme[..a].trim_end();
+            let before = before.strip_suffix("## Performance").unwrap_or(before);
             format!(
-                "{}{section}{}",
-                &readme[..a],
+                "{}\n\n{section}{}",
+                before.trim_end(),
                 &readme[b + README_END.len()..]
             )
         }
-        _ => format!("{}\n## Performance\n\n{section}\n", readme.trim_end()),
+        _ => format!("{}\n\n{section}\n", readme.trim_end()),
     };
     write(&readme_path, &updated)?;
     eprintln!("bench: README.md performance section updated");
