@@ -255,6 +255,10 @@ async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
+        // hyper closes a connection whose next request head does not arrive within 30 s once a
+        // timer is set; Consul 1.14 keeps idle keep-alive connections open (checked: a request
+        // after 65 s idle is answered), and clients with many idle watchers rely on it.
+        .header_read_timeout(None)
         .title_case_headers(true)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), svc);

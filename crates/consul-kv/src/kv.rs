@@ -3,7 +3,6 @@
 //! Every method of [`Kv`] returns a builder. The builder does nothing until it is awaited:
 //! `.await` sends the request (the builders implement [`IntoFuture`]).
 
-use std::fmt;
 use std::future::IntoFuture;
 use std::ops::Deref;
 
@@ -43,25 +42,8 @@ pub struct Kv {
     pub(crate) scope: Scope,
 }
 
-impl fmt::Debug for Kv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Kv")
-            .field("datacenter", &self.scope.datacenter)
-            .field("namespace", &self.scope.namespace)
-            .field("partition", &self.scope.partition)
-            .field("token", &self.scope.token)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Kv {
-    pub(crate) fn new(client: Client) -> Self {
-        Self {
-            client,
-            scope: Scope::default(),
-        }
-    }
-
+crate::scope::scoped_handle!(
+    Kv,
     /// A copy of this endpoint bound to datacenter `dc`: the seed's `kv.dc('dc2')`.
     ///
     /// ```
@@ -71,31 +53,14 @@ impl Kv {
     /// assert_eq!(client.kv().datacenter(), None);
     /// # Ok::<(), consul_kv::Error>(())
     /// ```
-    pub fn dc(&self, dc: impl Into<String>) -> Self {
-        let mut k = self.clone();
-        k.scope.datacenter = Some(dc.into());
-        k
-    }
+);
 
-    /// A copy bound to namespace `ns` (Consul Enterprise).
-    pub fn ns(&self, namespace: impl Into<String>) -> Self {
-        let mut k = self.clone();
-        k.scope.namespace = Some(namespace.into());
-        k
-    }
-
-    /// A copy bound to admin partition `partition` (Consul Enterprise).
-    pub fn partition(&self, partition: impl Into<String>) -> Self {
-        let mut k = self.clone();
-        k.scope.partition = Some(partition.into());
-        k
-    }
-
-    /// A copy that sends `token` instead of the client's.
-    pub fn token(&self, token: crate::Token) -> Self {
-        let mut k = self.clone();
-        k.scope.token = Some(token);
-        k
+impl Kv {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client,
+            scope: Scope::default(),
+        }
     }
 
     /// The datacenter this endpoint is bound to, if any.

@@ -51,6 +51,54 @@ impl Scope {
     }
 }
 
+/// The `Debug` and the `dc` / `ns` / `partition` / `token` copies of an endpoint handle (a
+/// struct with `scope: Scope`). The doc of `dc` is given at the call site.
+macro_rules! scoped_handle {
+    ($ty:ident, $(#[$dc_doc:meta])*) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("datacenter", &self.scope.datacenter)
+                    .field("namespace", &self.scope.namespace)
+                    .field("partition", &self.scope.partition)
+                    .field("token", &self.scope.token)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl $ty {
+            $(#[$dc_doc])*
+            pub fn dc(&self, dc: impl Into<String>) -> Self {
+                let mut h = self.clone();
+                h.scope.datacenter = Some(dc.into());
+                h
+            }
+
+            /// A copy bound to namespace `ns` (Consul Enterprise).
+            pub fn ns(&self, namespace: impl Into<String>) -> Self {
+                let mut h = self.clone();
+                h.scope.namespace = Some(namespace.into());
+                h
+            }
+
+            /// A copy bound to admin partition `partition` (Consul Enterprise).
+            pub fn partition(&self, partition: impl Into<String>) -> Self {
+                let mut h = self.clone();
+                h.scope.partition = Some(partition.into());
+                h
+            }
+
+            /// A copy that sends `token` instead of the client's.
+            pub fn token(&self, token: crate::Token) -> Self {
+                let mut h = self.clone();
+                h.scope.token = Some(token);
+                h
+            }
+        }
+    };
+}
+pub(crate) use scoped_handle;
+
 /// Setters shared by every builder whose `self.opts()` returns `&mut WriteOptions`.
 macro_rules! common_setters {
     () => {

@@ -42,16 +42,10 @@ pub struct Sessions {
     pub(crate) scope: Scope,
 }
 
-impl fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sessions")
-            .field("datacenter", &self.scope.datacenter)
-            .field("namespace", &self.scope.namespace)
-            .field("partition", &self.scope.partition)
-            .field("token", &self.scope.token)
-            .finish_non_exhaustive()
-    }
-}
+crate::scope::scoped_handle!(
+    Sessions,
+    /// A copy bound to datacenter `dc`.
+);
 
 impl Sessions {
     pub(crate) fn new(client: Client) -> Self {
@@ -59,34 +53,6 @@ impl Sessions {
             client,
             scope: Scope::default(),
         }
-    }
-
-    /// A copy bound to datacenter `dc`.
-    pub fn dc(&self, dc: impl Into<String>) -> Self {
-        let mut s = self.clone();
-        s.scope.datacenter = Some(dc.into());
-        s
-    }
-
-    /// A copy bound to namespace `ns` (Consul Enterprise).
-    pub fn ns(&self, namespace: impl Into<String>) -> Self {
-        let mut s = self.clone();
-        s.scope.namespace = Some(namespace.into());
-        s
-    }
-
-    /// A copy bound to admin partition `partition` (Consul Enterprise).
-    pub fn partition(&self, partition: impl Into<String>) -> Self {
-        let mut s = self.clone();
-        s.scope.partition = Some(partition.into());
-        s
-    }
-
-    /// A copy that sends `token` instead of the client's.
-    pub fn token(&self, token: crate::Token) -> Self {
-        let mut s = self.clone();
-        s.scope.token = Some(token);
-        s
     }
 
     /// Creates a session. Without settings it gets Consul's defaults: the agent's node, the
