@@ -121,7 +121,7 @@ impl Failure {
 
     /// A pooled connection that the server had closed: nothing (`Sent::No`) or nothing
     /// answered.
-    fn is_stale_connection(&self) -> bool {
+    pub(crate) fn is_stale_connection(&self) -> bool {
         matches!(self.error, Error::Transport(_))
             && self
                 .trace
@@ -332,7 +332,7 @@ impl HyperClient {
         }
     }
 
-    async fn attempt(
+    pub(crate) async fn attempt(
         &self,
         req: &Request<Bytes>,
         deadline: Duration,

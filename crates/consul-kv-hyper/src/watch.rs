@@ -107,10 +107,17 @@ where
             self.in_flight = true;
             let secret = token_of(&req);
             let deadline = self.watch.request_timeout();
-            let result = self.client.round_trip(&req, deadline, true, 1).await;
+            // No transparent repeat on a new connection here: a pooled connection that died may
+            // mean the server restarted, and the index we hold may be from before the restart
+            // (blocking on it would wait out the whole `wait`). The Watch re-reads instead.
+            let result = self.client.attempt(&req, deadline, 1).await;
             self.in_flight = false;
             let now = Instant::now();
             match result {
+                Err(f) if f.is_stale_connection() => {
+                    tracing::debug!(error = %f.error, "watch: connection lost; re-reading");
+                    self.watch.handle_connection_lost();
+                }
                 Ok(resp) => match self.watch.handle_response(now, resp) {
                     Ok(Some(change)) => return Ok(change),
                     Ok(None) => {}

@@ -303,6 +303,16 @@ where
         Ok(Some(out))
     }
 
+    /// Records that the connection of the last request was lost before any answer, as when a
+    /// pooled connection turns out to be closed: the server may have restarted, so the next
+    /// request is a plain read (no index), sent without backoff.
+    pub fn handle_connection_lost(&mut self) {
+        self.in_flight = false;
+        if self.index.take().is_some() {
+            self.resets += 1;
+        }
+    }
+
     /// Records a failure to get a response (connect error, timeout, truncated body).
     pub fn handle_failure(&mut self, now: Instant) {
         self.in_flight = false;
@@ -483,6 +493,26 @@ mod tests {
         let e = w.handle_response(now, r).unwrap_err();
         assert!(e.is_retryable());
         assert!(uri(&mut w, now).is_none());
+    }
+
+    #[test]
+    fn a_lost_connection_means_one_plain_read_without_backoff() {
+        let mut w = Watch::new(Get::new("k"), opts());
+        let now = t0();
+        uri(&mut w, now);
+        w.handle_response(now, resp("50", "a")).unwrap();
+        assert_eq!(
+            uri(&mut w, now).as_deref(),
+            Some("/v1/kv/k?index=50&wait=10s")
+        );
+        w.handle_connection_lost();
+        assert_eq!(uri(&mut w, now).as_deref(), Some("/v1/kv/k"));
+        // The restarted server's lower index is adopted, and the value is emitted if it changed.
+        assert!(w.handle_response(now, resp("3", "b")).unwrap().is_some());
+        assert_eq!(
+            uri(&mut w, now).as_deref(),
+            Some("/v1/kv/k?index=3&wait=10s")
+        );
     }
 
     #[test]
