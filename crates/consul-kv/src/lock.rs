@@ -408,25 +408,21 @@ impl IntoFuture for LockBuilder {
 pub struct Lock {
     common: Common,
     key: String,
-    session: SessionId,
-    keeper: Option<SessionKeeper>,
-    status: watch::Receiver<LockStatus>,
-    monitor: JoinHandle<()>,
+    holding: Holding,
 }
 
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
             .field("key", &self.key)
-            .field("session", &self.session)
-            .field("status", &*self.status.borrow())
+            .field("session", &self.holding.session)
+            .field("status", &*self.holding.status.borrow())
             .finish_non_exhaustive()
     }
 }
 
 impl Lock {
     fn start(common: Common, key: String, session: SessionId, keeper: SessionKeeper) -> Self {
-        let (tx, rx) = watch::channel(LockStatus::Held);
         let get = op::Get::new(key.clone())
             .with_options(common.kv.scope.read_options())
             .consistency(Consistency::Consistent);
@@ -434,22 +430,11 @@ impl Lock {
             let session = session.clone();
             move |v: &Option<KvPair>| v.as_ref().and_then(|p| p.session.as_ref()) == Some(&session)
         };
-        let monitor = tokio::spawn(monitor(
-            common.kv.clone(),
-            get,
-            held_by,
-            session.clone(),
-            keeper.lost_future(),
-            keeper.abort_handle(),
-            tx,
-        ));
+        let holding = Holding::start(&common.kv, get, held_by, session, keeper);
         Self {
             common,
             key,
-            session,
-            keeper: Some(keeper),
-            status: rx,
-            monitor,
+            holding,
         }
     }
 
@@ -460,22 +445,22 @@ impl Lock {
 
     /// The session holding it.
     pub fn session(&self) -> &SessionId {
-        &self.session
+        &self.holding.session
     }
 
     /// Whether it is still held, as far as this client knows.
     pub fn is_held(&self) -> bool {
-        self.status.borrow().is_held()
+        self.holding.is_held()
     }
 
     /// Resolves when the lock is lost; pending forever while it is held. Cancel-safe.
     pub async fn lost(&self) -> LockLost {
-        wait_lost(self.status.clone()).await
+        self.holding.lost().await
     }
 
     /// A channel that reports [`LockStatus::Lost`] when the lock is lost.
     pub fn subscribe(&self) -> watch::Receiver<LockStatus> {
-        self.status.clone()
+        self.holding.status.clone()
     }
 
     /// Releases the key (writing the lock's value back, as Consul replaces it) and destroys
@@ -485,30 +470,93 @@ impl Lock {
     /// An [`Error`] when the release fails. The session is destroyed in any case (or, if that
     /// fails too, expires by its TTL).
     pub async fn release(mut self) -> Result<bool> {
-        self.monitor.abort();
+        self.holding.stop_monitor();
         let release = op::Set::release(
             self.key.clone(),
-            self.session.clone(),
+            self.holding.session.clone(),
             self.common.value.clone(),
         )
         .flags(LOCK_FLAG)
         .with_options(self.common.kv.scope.write_options());
         let released = self.common.kv.client.exec.execute(&release).await;
-        if let Some(keeper) = self.keeper.take() {
-            let destroyed = keeper.stop().await;
-            if released.is_ok() {
-                destroyed?;
-            }
-        }
+        self.holding.stop(released.is_ok()).await?;
         Ok(released?.is_applied())
     }
 }
 
-impl Drop for Lock {
-    fn drop(&mut self) {
-        // No I/O here: abort the tasks; the session expires by its TTL.
+/// The background half of a held lock or semaphore slot: the session keeper renewing the
+/// session and the task monitoring the key(s). Dropping it does no I/O: it aborts the monitor,
+/// and the keeper's own `Drop` aborts the renewal; the session then expires by its TTL.
+pub(crate) struct Holding {
+    pub(crate) session: SessionId,
+    keeper: Option<SessionKeeper>,
+    pub(crate) status: watch::Receiver<LockStatus>,
+    monitor: JoinHandle<()>,
+}
+
+impl Holding {
+    /// Starts monitoring `op` with consistent blocking reads: held while `held` is true.
+    pub(crate) fn start<O>(
+        kv: &Kv,
+        op: O,
+        held: impl Fn(&O::Value) -> bool + Send + 'static,
+        session: SessionId,
+        keeper: SessionKeeper,
+    ) -> Self
+    where
+        O: consul_kv_proto::Blocking + Send + 'static,
+        O::Value: Clone + PartialEq + Send,
+    {
+        let (tx, rx) = watch::channel(LockStatus::Held);
+        let monitor = tokio::spawn(monitor(
+            kv.clone(),
+            op,
+            held,
+            session.clone(),
+            keeper.lost_future(),
+            keeper.abort_handle(),
+            tx,
+        ));
+        Self {
+            session,
+            keeper: Some(keeper),
+            status: rx,
+            monitor,
+        }
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.status.borrow().is_held()
+    }
+
+    /// Stops monitoring (before a release, which would otherwise be seen as a loss).
+    pub(crate) fn stop_monitor(&self) {
         self.monitor.abort();
-        // The keeper's own Drop aborts the renewal.
+    }
+
+    pub(crate) async fn lost(&self) -> LockLost {
+        wait_lost(self.status.clone()).await
+    }
+
+    /// Stops monitoring and destroys the session. Its error is returned only when
+    /// `report_errors` (the caller's own release went through); otherwise the caller's error
+    /// wins and the session expires by its TTL if destroying it failed too.
+    pub(crate) async fn stop(&mut self, report_errors: bool) -> Result<()> {
+        self.monitor.abort();
+        if let Some(keeper) = self.keeper.take() {
+            let destroyed = keeper.stop().await;
+            if report_errors {
+                destroyed?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        // No I/O here: abort the monitor; the keeper's own Drop aborts the renewal.
+        self.monitor.abort();
     }
 }
 

@@ -10,12 +10,9 @@ use consul_kv_proto::kv as op;
 use consul_kv_proto::{Behavior, Cas, Consistency, KvPair, SessionId, WriteOutcome};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::kv::Kv;
-use crate::lock::{
-    common_builder_setters, monitor, wait_lost, Common, LockError, LockLost, LockStatus,
-};
+use crate::lock::{common_builder_setters, Common, Holding, LockError, LockLost, LockStatus};
 use crate::scope::BoxFuture;
 use crate::session::SessionKeeper;
 use crate::Result;
@@ -254,10 +251,7 @@ impl IntoFuture for SemaphoreBuilder {
 pub struct Semaphore {
     common: Common,
     layout: Layout,
-    session: SessionId,
-    keeper: Option<SessionKeeper>,
-    status: watch::Receiver<LockStatus>,
-    monitor: JoinHandle<()>,
+    holding: Holding,
 }
 
 impl fmt::Debug for Semaphore {
@@ -265,15 +259,14 @@ impl fmt::Debug for Semaphore {
         f.debug_struct("Semaphore")
             .field("prefix", &self.layout.prefix)
             .field("limit", &self.layout.limit)
-            .field("session", &self.session)
-            .field("status", &*self.status.borrow())
+            .field("session", &self.holding.session)
+            .field("status", &*self.holding.status.borrow())
             .finish_non_exhaustive()
     }
 }
 
 impl Semaphore {
     fn start(common: Common, layout: Layout, session: SessionId, keeper: SessionKeeper) -> Self {
-        let (tx, rx) = watch::channel(LockStatus::Held);
         let items = op::Items::new(layout.list_prefix())
             .with_options(common.kv.scope.read_options())
             .consistency(Consistency::Consistent);
@@ -286,22 +279,11 @@ impl Semaphore {
                     .is_ok_and(|(_, v)| v.holders.contains_key(session.as_str()))
             }
         };
-        let monitor = tokio::spawn(monitor(
-            common.kv.clone(),
-            items,
-            held,
-            session.clone(),
-            keeper.lost_future(),
-            keeper.abort_handle(),
-            tx,
-        ));
+        let holding = Holding::start(&common.kv, items, held, session, keeper);
         Self {
             common,
             layout,
-            session,
-            keeper: Some(keeper),
-            status: rx,
-            monitor,
+            holding,
         }
     }
 
@@ -317,22 +299,22 @@ impl Semaphore {
 
     /// The session holding the slot.
     pub fn session(&self) -> &SessionId {
-        &self.session
+        &self.holding.session
     }
 
     /// Whether the slot is still held, as far as this client knows.
     pub fn is_held(&self) -> bool {
-        self.status.borrow().is_held()
+        self.holding.is_held()
     }
 
     /// Resolves when the slot is lost; pending forever while held. Cancel-safe.
     pub async fn lost(&self) -> LockLost {
-        wait_lost(self.status.clone()).await
+        self.holding.lost().await
     }
 
     /// A channel that reports [`LockStatus::Lost`] when the slot is lost.
     pub fn subscribe(&self) -> watch::Receiver<LockStatus> {
-        self.status.clone()
+        self.holding.status.clone()
     }
 
     /// Gives the slot back: removes the session from the holders (by CAS), deletes the
@@ -342,14 +324,9 @@ impl Semaphore {
     /// An [`Error`](crate::Error) when a request fails; the session is destroyed in any case (or expires by
     /// its TTL), which deletes the contender key, and the next contender prunes the holder.
     pub async fn release(mut self) -> Result<()> {
-        self.monitor.abort();
+        self.holding.stop_monitor();
         let result = self.remove_holder().await;
-        if let Some(keeper) = self.keeper.take() {
-            let destroyed = keeper.stop().await;
-            if result.is_ok() {
-                destroyed?;
-            }
-        }
+        self.holding.stop(result.is_ok()).await?;
         result
     }
 
@@ -369,7 +346,11 @@ impl Semaphore {
             else {
                 break;
             };
-            if value.holders.remove(self.session.as_str()).is_none() {
+            if value
+                .holders
+                .remove(self.holding.session.as_str())
+                .is_none()
+            {
                 break;
             }
             let body = serde_json::to_vec(&value).unwrap_or_default();
@@ -381,16 +362,9 @@ impl Semaphore {
                 break;
             }
         }
-        let delete = op::Delete::new(l.contender_key(&self.session))
+        let delete = op::Delete::new(l.contender_key(&self.holding.session))
             .with_options(c.kv.scope.write_options());
         c.kv.client.exec.execute(&delete).await.map(|_| ())
-    }
-}
-
-impl Drop for Semaphore {
-    fn drop(&mut self) {
-        // No I/O here: abort the tasks; the session expires by its TTL.
-        self.monitor.abort();
     }
 }
 
