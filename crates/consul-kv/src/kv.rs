@@ -555,14 +555,15 @@ impl ListKeys<'_> {
 }
 into_future!(ListKeys, Keys);
 
+/// A write request resolving to `bool`: `$op` is `op::Set` or `op::Delete`.
 macro_rules! write_builder {
-    ($(#[$doc:meta])* $ty:ident) => {
+    ($(#[$doc:meta])* $ty:ident, $op:ty) => {
         $(#[$doc])*
         #[must_use = "a request does nothing until it is awaited"]
         #[derive(Debug)]
         pub struct $ty<'a> {
             kv: &'a Kv,
-            op: op::Set,
+            op: $op,
         }
 
         impl<'a> $ty<'a> {
@@ -571,12 +572,6 @@ macro_rules! write_builder {
             }
 
             common_setters!();
-
-            /// Sets the flags stored with the value (Consul stores 0 when a write sends none).
-            pub fn flags(mut self, flags: u64) -> Self {
-                self.op = self.op.flags(flags);
-                self
-            }
 
             /// Sends the request and returns Consul's answer as a [`WriteOutcome`].
             ///
@@ -601,10 +596,27 @@ macro_rules! write_builder {
     };
 }
 
+/// The `flags` setter of the `op::Set`-based builders.
+macro_rules! flags_setter {
+    ($($ty:ident),*) => {
+        $(
+            impl $ty<'_> {
+                /// Sets the flags stored with the value (Consul stores 0 when a write sends
+                /// none).
+                pub fn flags(mut self, flags: u64) -> Self {
+                    self.op = self.op.flags(flags);
+                    self
+                }
+            }
+        )*
+    };
+}
+
 write_builder!(
     /// A [`Kv::set`] request. Resolves to `bool`: `true` when applied (always, without
     /// [`cas`](Set::cas)).
-    Set
+    Set,
+    op::Set
 );
 
 impl Set<'_> {
@@ -622,7 +634,8 @@ write_builder!(
     /// A [`Kv::acquire`] request. Resolves to `bool`: `true` when the session holds the key.
     ///
     /// **Acquiring replaces the key's value and flags** with this request's.
-    Acquire
+    Acquire,
+    op::Set
 );
 
 impl Acquire<'_> {
@@ -638,8 +651,10 @@ write_builder!(
     /// A [`Kv::release`] request. Resolves to `bool`: `true` when released.
     ///
     /// **Releasing replaces the key's value and flags** with this request's.
-    Release
+    Release,
+    op::Set
 );
+flags_setter!(Set, Acquire, Release);
 
 impl Release<'_> {
     /// The value the key holds once released (default: empty, stored as `null`). Consul
@@ -650,46 +665,10 @@ impl Release<'_> {
     }
 }
 
-macro_rules! delete_builder {
-    ($(#[$doc:meta])* $ty:ident) => {
-        $(#[$doc])*
-        #[must_use = "a request does nothing until it is awaited"]
-        #[derive(Debug)]
-        pub struct $ty<'a> {
-            kv: &'a Kv,
-            op: op::Delete,
-        }
-
-        impl<'a> $ty<'a> {
-            fn common_mut(&mut self) -> &mut WriteOptions {
-                self.op.options_mut()
-            }
-
-            common_setters!();
-
-            /// Sends the request and returns Consul's answer as a [`WriteOutcome`].
-            ///
-            /// # Errors
-            /// As [`Set::outcome`].
-            pub async fn outcome(self) -> Result<WriteOutcome> {
-                self.kv.client.exec.execute(&self.op).await
-            }
-
-            /// Sends the request; `true` when Consul applied it.
-            ///
-            /// # Errors
-            /// As [`Set::outcome`].
-            pub async fn send(self) -> Result<bool> {
-                Ok(self.outcome().await?.is_applied())
-            }
-        }
-        into_future!($ty, bool);
-    };
-}
-
-delete_builder!(
+write_builder!(
     /// A [`Kv::delete`] request. Resolves to `bool`.
-    Delete
+    Delete,
+    op::Delete
 );
 
 impl Delete<'_> {
@@ -703,7 +682,8 @@ impl Delete<'_> {
     }
 }
 
-delete_builder!(
+write_builder!(
     /// A [`Kv::delete_tree`] request. Resolves to `bool`.
-    DeleteTree
+    DeleteTree,
+    op::Delete
 );
