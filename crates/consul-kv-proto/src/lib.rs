@@ -66,6 +66,7 @@ mod meta;
 mod op;
 pub mod session;
 pub mod txn;
+mod value;
 pub mod watch;
 
 pub use encode::{decode_path, encode_key, is_printable};
@@ -80,6 +81,7 @@ pub use meta::{
 };
 pub use op::{OpKind, Operation};
 pub use session::{Behavior, SessionEntry, SessionId};
+pub use value::IntoValue;
 pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 
 /// Checks a key the way every KV operation does before building a request.

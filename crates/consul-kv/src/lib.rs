@@ -90,14 +90,14 @@ pub use consul_kv_proto as proto;
 pub use consul_kv_proto::session::ServiceCheck;
 pub use consul_kv_proto::txn::{TxnOp, TxnResponse};
 pub use consul_kv_proto::{
-    Behavior, BuildError, Cas, Consistency, Index, Indexed, KvPair, QueryMeta, ResponseError,
-    SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
+    Behavior, BuildError, Cas, Consistency, Index, Indexed, IntoValue, KvPair, QueryMeta,
+    ResponseError, SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
 };
 
 pub use client::{Client, ClientBuilder};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
 pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
-pub use meta::ConsulMeta;
+pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
