@@ -75,6 +75,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod holding;
 pub mod kv;
 mod lock;
 mod meta;
@@ -95,8 +96,9 @@ pub use consul_kv_proto::{
 };
 
 pub use client::{Client, ClientBuilder};
+pub use holding::{LockError, LockLost, LockStatus};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
-pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
+pub use lock::{Lock, LockBuilder, LOCK_FLAG};
 pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
