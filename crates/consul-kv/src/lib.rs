@@ -40,8 +40,8 @@
 //! - [`Kv::dc`] binds a whole endpoint to a datacenter: `client.kv().dc("dc2")`.
 //!
 //! Values are bytes ([`bytes::Bytes`]); a missing key is `Ok(None)`, not an error. Writes
-//! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in the
-//! seed API; [`outcome`](kv::SetRequest::outcome) gives a [`WriteOutcome`] instead.
+//! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in
+//! aioconsul's API; [`outcome`](kv::SetRequest::outcome) gives a [`WriteOutcome`] instead.
 //!
 //! # Acquire and release replace the value
 //!
