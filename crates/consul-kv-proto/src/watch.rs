@@ -46,7 +46,7 @@ use bytes::Bytes;
 use http::{Request, Response};
 
 use crate::error::{BuildError, ResponseError};
-use crate::meta::{Index, Indexed, RequestContext};
+use crate::{Index, Indexed, RequestContext};
 use crate::op::Operation;
 
 /// A read that can block on an index.
