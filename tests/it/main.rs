@@ -46,6 +46,16 @@ pub(crate) fn client(server: &TestServer) -> Client {
         .expect("client")
 }
 
+/// A client for `server` whose executor does not retry, so that every retry a case sees is the
+/// one it tests (a lock's or a semaphore's `retry_for`).
+pub(crate) fn client_without_retries(server: &TestServer) -> Client {
+    Client::builder()
+        .address(server.base_url())
+        .retry(consul_kv::RetryPolicy::none())
+        .build()
+        .expect("client")
+}
+
 /// Runs `f` with a deadline, failing the test with `what` when it passes.
 pub(crate) async fn within<T>(
     d: Duration,
