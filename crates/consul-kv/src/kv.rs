@@ -32,6 +32,7 @@ pub use request::{
     AcquireRequest, DeleteRequest, DeleteTreeRequest, GetRequest, ItemsRequest, KeysRequest,
     RawRequest, ReleaseRequest, SetRequest,
 };
+pub(crate) use result::list_result_impls;
 pub use result::{Items, Key, Keys, RawValue};
 
 /// The KV endpoint, from [`Client::kv`].
