@@ -76,6 +76,10 @@
 //! - [`watch`]: blocking queries as a state machine.
 //! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
 //!   does.
+//!
+//! # Cargo features
+//!
+//! None. The crate always builds the same way, with no runtime and no I/O.
 
 #![deny(missing_docs)]
 
