@@ -9,7 +9,7 @@ use consul_kv_devserver::DevServer;
 use consul_kv_tests::proxy::{Fault as ProxyFault, FaultProxy};
 use consul_kv_tests::server;
 
-use crate::{client, prefix, within};
+use crate::{client, client_without_retries, prefix, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_gives_mutual_exclusion() {
@@ -330,15 +330,6 @@ async fn session_expiry_while_held_is_a_loss() {
         matches!(lost, LockLost::Taken | LockLost::Session(_)),
         "{lost:?}"
     );
-}
-
-/// A client for `server` whose executor does not retry, so that every retry seen is the lock's.
-fn client_without_retries(server: &server::TestServer) -> consul_kv::Client {
-    consul_kv::Client::builder()
-        .address(server.base_url())
-        .retry(consul_kv::RetryPolicy::none())
-        .build()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

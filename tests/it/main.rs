@@ -11,9 +11,9 @@ mod cas;
 mod client;
 mod kv;
 mod lock;
+mod readme_quickstart;
 mod semaphore;
 mod session;
-mod snippet;
 mod txn;
 mod values;
 mod watch;
@@ -42,6 +42,16 @@ pub(crate) fn client(server: &TestServer) -> Client {
     Client::builder()
         .from_env()
         .address(server.base_url())
+        .build()
+        .expect("client")
+}
+
+/// A client for `server` whose executor does not retry, so that every retry a case sees is the
+/// one it tests (a lock's or a semaphore's `retry_for`).
+pub(crate) fn client_without_retries(server: &TestServer) -> Client {
+    Client::builder()
+        .address(server.base_url())
+        .retry(consul_kv::RetryPolicy::none())
         .build()
         .expect("client")
 }
