@@ -77,6 +77,11 @@
 //! This is the facade over [`consul_kv_proto`] (the protocol, without I/O; re-exported as
 //! [`proto`]) and [`consul_kv_hyper`] (the executor: pooled connections, deadlines, bounded
 //! bodies, retries, TLS).
+//!
+//! # Cargo features
+//!
+//! None of its own. HTTPS comes from `consul-kv-hyper`'s default `rustls` feature, which this
+//! crate keeps on.
 
 #![deny(missing_docs)]
 
