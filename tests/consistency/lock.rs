@@ -244,7 +244,7 @@ impl Scenario {
                     .map(|o| matches!(o, TxnOutcome::Committed(_))),
                 _ => kv
                     .txn()
-                    .check_index(self.key.clone(), index)
+                    .check_index(self.key.clone(), consul_kv::Index::new(index))
                     .set(resource, value.clone())
                     .await
                     .map(|o| matches!(o, TxnOutcome::Committed(_))),

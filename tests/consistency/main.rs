@@ -25,7 +25,12 @@
 //! `CONSUL_KV_CONSISTENCY_SIZE=full` (what `cargo xtask consistency` sets) runs more clients
 //! for longer. Needs the Consul binary (`cargo xtask consul`) and, to check the histories, Go;
 //! without the binary the test says so and returns, without Go it records but cannot check.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod lock;
 mod registers;
@@ -217,7 +222,9 @@ async fn run_phase(
         .enumerate()
         .map(|(i, (node, url, _))| {
             let role = if i == leader { "leader" } else { "follower" };
-            let url = proxies.get(i).map_or_else(|| url.clone(), FaultProxy::base_url);
+            let url = proxies
+                .get(i)
+                .map_or_else(|| url.clone(), FaultProxy::base_url);
             (format!("{node} ({role})"), url)
         })
         .collect();
@@ -341,8 +348,8 @@ async fn leader_paused_with_lock(
     // A's own TTL; the cap bounds the run if something never happens.
     let cap = paused_at + size.lock_ttl * 3;
     let names = ["B", "C", "D", "E", "F", "G", "H"];
-    let mut contenders = 0;
-    for name in names {
+    // Each contender holds, then releases; the loop ends at the first one that cannot acquire.
+    for (contenders, name) in names.into_iter().enumerate() {
         if tokio::time::Instant::now() >= cap || (a_task.is_finished() && contenders > 0) {
             break;
         }
@@ -354,7 +361,6 @@ async fn leader_paused_with_lock(
             .work(name, &lock, &store, &never, Some(size.hold))
             .await;
         let _ = lock.release().await;
-        contenders += 1;
     }
     // Never shorter than a pause of the other runs.
     let min_end = paused_at + size.fault;

@@ -94,7 +94,10 @@ impl Worker {
                 Some(v) => (Return::Read(Some(v)), Some(Cas::from(k.pair()))),
                 None => {
                     odd.malformed.fetch_add(1, Ordering::Relaxed);
-                    (Return::Fail(format!("not a register value: {:?}", k.bytes())), None)
+                    (
+                        Return::Fail(format!("not a register value: {:?}", k.bytes())),
+                        None,
+                    )
                 }
             },
             Err(e) => (Return::Fail(error_text(&e)), None),

@@ -138,7 +138,9 @@ fn signal(pid: u32, name: &str) -> std::io::Result<()> {
     if status.success() {
         Ok(())
     } else {
-        Err(std::io::Error::other(format!("kill -{name} {pid}: {status}")))
+        Err(std::io::Error::other(format!(
+            "kill -{name} {pid}: {status}"
+        )))
     }
 }
 
@@ -287,7 +289,9 @@ impl ConsulAgent {
     /// Stops the process with SIGSTOP, as a long GC pause or a stalled VM would: its sockets
     /// stay open and the kernel keeps accepting connections, but nothing is answered.
     pub fn pause(&mut self) -> std::io::Result<()> {
-        let pid = self.pid().ok_or_else(|| std::io::Error::other("not running"))?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("not running"))?;
         signal(pid, "STOP")?;
         self.paused = true;
         Ok(())
@@ -295,7 +299,9 @@ impl ConsulAgent {
 
     /// Resumes a paused process with SIGCONT.
     pub fn resume(&mut self) -> std::io::Result<()> {
-        let pid = self.pid().ok_or_else(|| std::io::Error::other("not running"))?;
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("not running"))?;
         signal(pid, "CONT")?;
         self.paused = false;
         Ok(())

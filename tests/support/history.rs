@@ -238,10 +238,7 @@ mod tests {
         let op = Op {
             process: 3,
             key: "r0".into(),
-            call: Call::Cas {
-                from: None,
-                to: b,
-            },
+            call: Call::Cas { from: None, to: b },
             invoke: 10,
             complete: 20,
             ret: Return::Cas(true),
