@@ -66,10 +66,8 @@ struct Size {
     after: Duration,
     /// Mean gap between one client's operations.
     gap: Duration,
-    /// The lock's session TTL.
-    lock_ttl: Duration,
-    /// The lock's session lock-delay.
-    lock_delay: Duration,
+    /// The lock scenarios run side by side under one leader pause: (session TTL, lock-delay).
+    locks: Vec<(Duration, Duration)>,
     /// How long each contender holds the lock.
     hold: Duration,
 }
@@ -85,8 +83,11 @@ fn size() -> Size {
             fault: Duration::from_secs(6),
             after: Duration::from_secs(4),
             gap: Duration::from_millis(30),
-            lock_ttl: Duration::from_secs(15),
-            lock_delay: Duration::from_secs(1),
+            // A short lock-delay, and Consul's defaults (TTL 15 s, lock-delay 15 s).
+            locks: vec![
+                (Duration::from_secs(15), Duration::from_secs(1)),
+                (Duration::from_secs(15), Duration::from_secs(15)),
+            ],
             hold: Duration::from_millis(1500),
         }
     } else {
@@ -98,8 +99,7 @@ fn size() -> Size {
             fault: Duration::from_secs(4),
             after: Duration::from_secs(2),
             gap: Duration::from_millis(40),
-            lock_ttl: Duration::from_secs(10),
-            lock_delay: Duration::from_secs(1),
+            locks: vec![(Duration::from_secs(10), Duration::from_secs(1))],
             hold: Duration::from_secs(1),
         }
     }
@@ -144,15 +144,16 @@ impl Fault {
 fn out_dir() -> PathBuf {
     let dir = std::env::var_os("CONSUL_KV_CONSISTENCY_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/consistency")
-                .components()
-                .collect()
-        });
+        .unwrap_or_else(|| root().join("target/consistency"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    dir.canonicalize().unwrap_or(dir)
+}
+
+/// The workspace root.
+fn root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// Blocking cluster calls (they make short HTTP requests with their own timeouts).
@@ -193,7 +194,7 @@ fn wait_healthy(cluster: &mut ConsulCluster, timeout: Duration) -> Result<Durati
 #[derive(Debug, Default)]
 struct PhaseNotes {
     text: String,
-    lock: Option<LockReport>,
+    locks: Vec<LockReport>,
 }
 
 async fn run_phase(
@@ -217,7 +218,7 @@ async fn run_phase(
             proxies.push(FaultProxy::start(*addr).await);
         }
     }
-    let servers: Vec<(String, String)> = agents
+    let mut servers: Vec<(String, String)> = agents
         .iter()
         .enumerate()
         .map(|(i, (node, url, _))| {
@@ -228,6 +229,20 @@ async fn run_phase(
             (format!("{node} ({role})"), url)
         })
         .collect();
+    // A paused server gets as many clients again: each keeps one request queued on it, and
+    // those requests are what it answers first when it wakes up.
+    let mut per_mode = size.per_mode;
+    let paused = match fault {
+        Fault::FollowerPaused => Some(f1),
+        Fault::LeaderPaused => Some(leader),
+        _ => None,
+    };
+    if let Some(p) = paused {
+        let extra = servers[p].clone();
+        let n = servers.len();
+        servers.extend(std::iter::repeat_n(extra, n));
+        per_mode *= 2;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let odd = Arc::new(registers::Oddities::default());
@@ -237,7 +252,7 @@ async fn run_phase(
         &odd,
         prefix,
         &servers,
-        size.per_mode,
+        per_mode,
         size.registers,
         size.gap,
     );
@@ -277,12 +292,11 @@ async fn run_phase(
             );
         }
         Fault::LeaderPaused => {
-            let lock = leader_paused_with_lock(cluster, size, h, prefix, leader, f1, f2).await;
+            notes.locks = leader_paused_with_locks(cluster, size, h, prefix, leader, f1, f2).await;
             notes.text = format!(
                 "paused leader {leader} for {:.1} s",
                 fault_start.elapsed().as_secs_f64()
             );
-            notes.lock = Some(lock);
         }
         Fault::LeaderKilled => {
             let (killed, elected) = blocking(|| {
@@ -307,10 +321,10 @@ async fn run_phase(
     notes
 }
 
-/// The leader-pause run with the lock scenario: A holds the lock through the leader, the
-/// leader is paused, contenders take the lock through a follower until A has learned it lost
-/// the lock (at least one contender), then the leader resumes.
-async fn leader_paused_with_lock(
+/// The leader-pause run with the lock scenarios: in each, A holds a lock through the leader,
+/// the leader is paused, and contenders take the lock in turn through a follower until A has
+/// learned that it lost the lock (and at least one contender held it); then the leader resumes.
+async fn leader_paused_with_locks(
     cluster: &mut ConsulCluster,
     size: &Size,
     h: &Arc<History>,
@@ -318,65 +332,81 @@ async fn leader_paused_with_lock(
     leader: usize,
     f1: usize,
     f2: usize,
-) -> LockReport {
+) -> Vec<LockReport> {
     let url = |i: usize| cluster.agents()[i].base_url();
     let holder_a = registers::client(&url(leader));
     let contender = registers::client(&url(f1));
     let store = registers::client(&url(f2));
-    let scenario = Arc::new(Scenario::new(
-        h.clone(),
-        &format!("{prefix}/lock"),
-        size.lock_ttl,
-        size.lock_delay,
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let a = scenario
-        .acquire("A", &holder_a, &store, deadline)
-        .await
-        .expect("holder A acquires the free lock");
-    let stop_a = Arc::new(AtomicBool::new(false));
-    let a_task = tokio::spawn({
-        let (scenario, store, stop_a) = (scenario.clone(), store.clone(), stop_a.clone());
-        async move {
-            scenario.work("A", &a, &store, &stop_a, None).await;
-            a
-        }
-    });
+    let mut holders = Vec::new();
+    for (i, (ttl, delay)) in size.locks.iter().enumerate() {
+        let scenario = Arc::new(Scenario::new(
+            h.clone(),
+            &format!("{prefix}/lock{i}"),
+            *ttl,
+            *delay,
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let a = scenario
+            .acquire("A", &holder_a, &store, deadline)
+            .await
+            .expect("holder A acquires the free lock");
+        let stop_a = Arc::new(AtomicBool::new(false));
+        let a_task = tokio::spawn({
+            let (scenario, store, stop_a) = (scenario.clone(), store.clone(), stop_a.clone());
+            async move {
+                scenario.work("A", &a, &store, &stop_a, None).await;
+                a
+            }
+        });
+        holders.push((scenario, stop_a, a_task));
+    }
     blocking(|| cluster.agents_mut()[leader].pause()).unwrap();
     let paused_at = tokio::time::Instant::now();
-    // Long enough for the election, the failure detection that invalidates A's session, and
-    // A's own TTL; the cap bounds the run if something never happens.
-    let cap = paused_at + size.lock_ttl * 3;
-    let names = ["B", "C", "D", "E", "F", "G", "H"];
-    // Each contender holds, then releases; the loop ends at the first one that cannot acquire.
-    for (contenders, name) in names.into_iter().enumerate() {
-        if tokio::time::Instant::now() >= cap || (a_task.is_finished() && contenders > 0) {
-            break;
-        }
-        let Some(lock) = scenario.acquire(name, &contender, &store, cap).await else {
-            break;
-        };
-        let never = AtomicBool::new(false);
-        scenario
-            .work(name, &lock, &store, &never, Some(size.hold))
-            .await;
-        let _ = lock.release().await;
+    let mut contenders = Vec::new();
+    for (scenario, _, a_task) in &holders {
+        // Long enough for the election, the failure detection that invalidates A's session,
+        // the lock-delay and A's own TTL; the cap bounds the run if something never happens.
+        let cap = paused_at + scenario.ttl * 2 + scenario.lock_delay + Duration::from_secs(10);
+        let (scenario, contender, store) = (scenario.clone(), contender.clone(), store.clone());
+        let a_done = a_task.abort_handle();
+        let hold = size.hold;
+        contenders.push(tokio::spawn(async move {
+            let names = ["B", "C", "D", "E", "F", "G", "H"];
+            // Each contender holds, then releases; the loop ends at the first one that cannot
+            // acquire before the cap.
+            for (n, name) in names.into_iter().enumerate() {
+                if tokio::time::Instant::now() >= cap || (a_done.is_finished() && n > 0) {
+                    break;
+                }
+                let Some(lock) = scenario.acquire(name, &contender, &store, cap).await else {
+                    break;
+                };
+                let never = AtomicBool::new(false);
+                scenario.work(name, &lock, &store, &never, Some(hold)).await;
+                let _ = lock.release().await;
+            }
+        }));
+    }
+    for c in contenders {
+        c.await.unwrap();
     }
     // Never shorter than a pause of the other runs.
-    let min_end = paused_at + size.fault;
-    tokio::time::sleep_until(min_end).await;
+    tokio::time::sleep_until(paused_at + size.fault).await;
     blocking(|| cluster.agents_mut()[leader].resume()).unwrap();
-    // A learns of the loss from its monitor once its agent answers again.
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while !a_task.is_finished() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    stop_a.store(true, Ordering::Relaxed);
-    let a = a_task.await.unwrap();
-    drop(a);
-    scenario.report()
+    let mut reports = Vec::new();
+    for (scenario, stop_a, a_task) in holders {
+        // A learns of the loss from its monitor once its agent answers again.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while !a_task.is_finished() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        stop_a.store(true, Ordering::Relaxed);
+        drop(a_task.await.unwrap());
+        reports.push(scenario.report());
+    }
+    reports
 }
 
 /// The Go checker: `CONSUL_KV_LINEARIZABILITY_BIN`, else built from `xtask/linearizability`
@@ -393,7 +423,7 @@ fn checker(dir: &Path) -> Result<PathBuf, String> {
         return Err("no Go toolchain".into());
     }
     let bin = dir.join("linearizability");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xtask/linearizability");
+    let src = root().join("xtask/linearizability");
     let out = Command::new("go")
         .args(["build", "-o"])
         .arg(&bin)
@@ -429,16 +459,12 @@ fn cell(v: &Option<Value>, field: &str) -> String {
 }
 
 fn relative(p: &str) -> String {
-    let root: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .components()
-        .collect();
     Path::new(p)
-        .strip_prefix(&root)
+        .strip_prefix(root())
         .map_or_else(|_| p.to_owned(), |r| r.display().to_string())
 }
 
-fn table(rows: &[Row], lock: Option<&LockReport>, horizon: u64, notes: &[String]) -> String {
+fn table(rows: &[Row], locks: &[LockReport], horizon: u64, notes: &[String]) -> String {
     let mut t = String::new();
     t.push_str(
         "| fault | read mode | ops | failed | unknown | linearizable | writes + CAS alone | shortest anomaly |\n\
@@ -473,32 +499,38 @@ fn table(rows: &[Row], lock: Option<&LockReport>, horizon: u64, notes: &[String]
             anomaly
         );
     }
-    if let Some(l) = lock {
-        let (pairs, secs) = l.overlaps(horizon);
-        let _ = write!(
-            t,
-            "\nLock (leader paused; session TTL {:?}, lock-delay {:?}): {} holders, {pairs} pairs \
-             of holders whose critical sections overlapped in real time, {secs:.1} s of overlap.\n\n\
-             | writes | accepted | accepted after a newer holder acquired |\n|---|---:|---:|\n",
-            l.ttl,
-            l.lock_delay,
-            l.tenures.len()
+    if !locks.is_empty() {
+        t.push_str(
+            "\nLock, leader paused: A holds the lock through the leader's agent; contenders take \
+             it through a follower. Writes by a holder that the store accepted after a newer \
+             holder had acquired the lock, of all that holder's accepted writes:\n\n\
+             | session TTL | lock-delay | holders | overlapping pairs | overlap | unfenced `set` | \
+             txn `check-session` + `set` | txn `check-index` + `set` | fencing tokens (LockIndex) |\n\
+             |---|---|---:|---:|---:|---:|---:|---:|---|\n",
         );
-        for v in VARIANTS {
+    }
+    for l in locks {
+        let (pairs, secs) = l.overlaps(horizon);
+        let late = |v: &str| {
             let (accepted, late) = l.effects(v);
-            let label = match v {
-                "plain" => "unfenced `set`",
-                "session" => "txn `check-session` on the lock key + `set`",
-                _ => "txn `check-index` (lock key's index at acquisition) + `set`",
-            };
-            let _ = writeln!(t, "| {label} | {accepted} | {late} |");
-        }
+            format!("{late} of {accepted}")
+        };
         let tokens: Vec<String> = l
             .tenures
             .iter()
-            .map(|t| format!("{} LockIndex {}", t.holder, t.lock_index))
+            .map(|t| format!("{} {}", t.holder, t.lock_index))
             .collect();
-        let _ = writeln!(t, "\nFencing tokens: {}.", tokens.join(", "));
+        let _ = writeln!(
+            t,
+            "| {:?} | {:?} | {} | {pairs} | {secs:.1} s | {} | {} | {} | {} |",
+            l.ttl,
+            l.lock_delay,
+            l.tenures.len(),
+            late(VARIANTS[0]),
+            late(VARIANTS[1]),
+            late(VARIANTS[2]),
+            tokens.join(", ")
+        );
     }
     if !notes.is_empty() {
         t.push('\n');
@@ -525,11 +557,16 @@ async fn consistency_under_faults() {
     let pids: Vec<u32> = cluster.agents().iter().filter_map(|a| a.pid()).collect();
     let run = format!("consistency/{}-{}", std::process::id(), h.now());
     let mut notes = Vec::new();
-    let mut lock_report = None;
+    let mut lock_reports = Vec::new();
     for fault in Fault::ALL {
         let healthy = blocking(|| wait_healthy(&mut cluster, Duration::from_secs(60)))
             .unwrap_or_else(|e| panic!("before {}: {e}", fault.name()));
         let t0 = Instant::now();
+        eprintln!(
+            "consistency: {} (cluster healthy after {:.1} s)",
+            fault.name(),
+            healthy.as_secs_f64()
+        );
         let prefix = format!("{run}/{}", fault.slug());
         let phase = run_phase(&mut cluster, fault, &size, &h, &prefix).await;
         notes.push(format!(
@@ -539,9 +576,7 @@ async fn consistency_under_faults() {
             healthy.as_secs_f64(),
             t0.elapsed().as_secs_f64()
         ));
-        if phase.lock.is_some() {
-            lock_report = phase.lock;
-        }
+        lock_reports.extend(phase.locks);
     }
     drop(cluster);
     let horizon = h.now();
@@ -561,8 +596,8 @@ async fn consistency_under_faults() {
             });
         }
     }
-    if let Some(l) = &lock_report {
-        std::fs::write(dir.join("lock.jsonl"), l.to_jsonl()).unwrap();
+    for (i, l) in lock_reports.iter().enumerate() {
+        std::fs::write(dir.join(format!("lock{i}.jsonl")), l.to_jsonl()).unwrap();
     }
     let checked = match checker(&dir) {
         Ok(bin) => {
@@ -601,7 +636,7 @@ async fn consistency_under_faults() {
         size.registers,
         started.elapsed().as_secs_f64()
     ));
-    let t = table(&rows, lock_report.as_ref(), horizon, &notes);
+    let t = table(&rows, &lock_reports, horizon, &notes);
     std::fs::write(dir.join("table.md"), &t).unwrap();
     println!("{t}");
 
@@ -643,19 +678,25 @@ async fn consistency_under_faults() {
             }
         }
     }
-    let lock = lock_report.expect("the lock scenario ran");
-    assert!(
-        lock.tenures.len() >= 2,
-        "no contender acquired the lock while the leader was paused: {:?}",
-        lock.tenures
+    assert_eq!(
+        lock_reports.len(),
+        size.locks.len(),
+        "the lock scenarios ran"
     );
-    for v in ["session", "index"] {
-        let (accepted, late) = lock.effects(v);
-        assert!(accepted > 0, "no {v}-fenced write was ever accepted");
-        assert_eq!(
-            late, 0,
-            "{v}-fenced writes of an old holder were accepted after a newer holder acquired"
+    for lock in &lock_reports {
+        assert!(
+            lock.tenures.len() >= 2,
+            "no contender acquired the lock while the leader was paused: {:?}",
+            lock.tenures
         );
+        for v in ["session", "index"] {
+            let (accepted, late) = lock.effects(v);
+            assert!(accepted > 0, "no {v}-fenced write was ever accepted");
+            assert_eq!(
+                late, 0,
+                "{v}-fenced writes of an old holder were accepted after a newer holder acquired"
+            );
+        }
     }
     let _ = checked;
 }

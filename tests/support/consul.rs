@@ -320,17 +320,21 @@ impl ConsulAgent {
     }
 
     /// Makes sure the agent dies with this process even if the handle is never dropped: a
-    /// detached shell loop kills it once the current process is gone.
+    /// detached shell loop kills it once the current process is gone. The loop runs in its own
+    /// process group and ignores hang-ups, so that a signal to this process's group (which
+    /// Consul survives: SIGHUP makes it reload) does not take the guard down with the test.
     pub fn kill_with_this_process(&self) {
+        use std::os::unix::process::CommandExt;
         if let Some(c) = &self.child {
             let script = format!(
-                "while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+                "trap '' HUP INT TERM; while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
                  kill -CONT {child} 2>/dev/null; kill -9 {child} 2>/dev/null",
                 parent = std::process::id(),
                 child = c.id()
             );
             let _ = Command::new("sh")
                 .args(["-c", &script])
+                .process_group(0)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
