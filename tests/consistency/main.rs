@@ -161,16 +161,43 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-/// Waits until every running server reports the same leader, that leader is running, and a
-/// consistent read succeeds through every server.
+/// Raft voters in the configuration, as `addr` reports it.
+fn voters(addr: std::net::SocketAddr) -> Option<usize> {
+    let (status, body) = http_get(
+        addr,
+        "/v1/operator/raft/configuration",
+        Duration::from_secs(2),
+    )
+    .ok()?;
+    let v: Value = serde_json::from_str(&body).ok().filter(|_| status == 200)?;
+    let servers = v.get("Servers")?.as_array()?;
+    Some(
+        servers
+            .iter()
+            .filter(|s| s.get("Voter").and_then(Value::as_bool) == Some(true))
+            .count(),
+    )
+}
+
+/// Waits until every running server reports the same leader, that leader is running, a
+/// consistent read succeeds through every server, and every running server is a Raft voter.
+/// The last matters after a long pause: Consul's autopilot removes a server that was failed for
+/// a while and re-adds it as a non-voter for a stabilization period, during which losing
+/// another server loses the quorum.
 fn wait_healthy(cluster: &mut ConsulCluster, timeout: Duration) -> Result<Duration, String> {
     let start = Instant::now();
     while start.elapsed() < timeout {
         let mut leaders = Vec::new();
         let mut reads_ok = true;
+        let mut running = 0;
+        let mut voters_seen = None;
         for a in cluster.agents_mut().iter_mut() {
             if !a.is_running() || a.is_paused() {
                 continue;
+            }
+            running += 1;
+            if voters_seen.is_none() {
+                voters_seen = voters(a.http_addr());
             }
             leaders.push(a.leader());
             let probe = http_get(
@@ -182,7 +209,7 @@ fn wait_healthy(cluster: &mut ConsulCluster, timeout: Duration) -> Result<Durati
         }
         let agreed = leaders.first().cloned().flatten().is_some()
             && leaders.iter().all(|l| *l == leaders[0]);
-        if agreed && reads_ok && cluster.leader_index().is_some() {
+        if agreed && reads_ok && voters_seen == Some(running) && cluster.leader_index().is_some() {
             return Ok(start.elapsed());
         }
         std::thread::sleep(Duration::from_millis(200));
