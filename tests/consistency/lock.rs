@@ -13,7 +13,8 @@
 //! believes it holds the lock:
 //!
 //! - `plain`: an ordinary `set`;
-//! - `session`: a transaction `check-session(lock key, my session)` + `set`;
+//! - `session`: a transaction `check-session(lock key, my session)` ([`consul_kv::Lock::fence`])
+//!   + `set`;
 //! - `index`: a transaction `check-index(lock key, the modify index the key had right after I
 //!   acquired it)` + `set`. The lock key's `LockIndex` counts acquisitions and is the token
 //!   to hand to a store outside Consul; inside Consul the modify index is what a transaction
@@ -221,13 +222,13 @@ impl Scenario {
     }
 
     /// One round of the three resource writes.
-    async fn write_round(&self, holder: &str, i: u64, store: &Client) {
-        let (session, index) = {
+    async fn write_round(&self, holder: &str, lock: &consul_kv::Lock, i: u64, store: &Client) {
+        let index = {
             let r = self.report.lock().unwrap();
             let Some(t) = r.tenures.iter().find(|t| t.holder == holder) else {
                 return;
             };
-            (t.session.clone(), t.modify_index)
+            t.modify_index
         };
         let value = format!("{holder}-{i}");
         for variant in VARIANTS {
@@ -238,7 +239,7 @@ impl Scenario {
                 "plain" => kv.set(resource, value.clone()).await,
                 "session" => kv
                     .txn()
-                    .check_session(self.key.clone(), &session)
+                    .op(lock.fence())
                     .set(resource, value.clone())
                     .await
                     .map(|o| matches!(o, TxnOutcome::Committed(_))),
@@ -284,7 +285,7 @@ impl Scenario {
             && !stop.load(Ordering::Relaxed)
             && max.is_none_or(|m| started.elapsed() < m)
         {
-            self.write_round(holder, i, store).await;
+            self.write_round(holder, lock, i, store).await;
             i += 1;
             tokio::select! {
                 _ = lock.lost() => {}
