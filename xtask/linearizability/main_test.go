@@ -80,3 +80,17 @@ func TestCasAppliedTwiceIsNotLinearizable(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 }
+
+func TestUnobservedUnknownWriteStillExplainsAFailedCas(t *testing.T) {
+	// The cas can only fail if the unknown write of 2 took effect first. Nobody reads 2, so
+	// the quick check without it says illegal; the verdict must come from the whole history.
+	p := writeHistory(t,
+		`{"process":0,"key":"r0","f":"write","arg":1,"invoke":0,"complete":1,"outcome":"ok"}`,
+		`{"process":1,"key":"r0","f":"write","arg":2,"invoke":2,"complete":null,"outcome":"unknown"}`,
+		`{"process":2,"key":"r0","f":"cas","from":1,"to":3,"invoke":5,"complete":6,"outcome":"ok","value":false}`,
+	)
+	v := check(p, time.Minute)
+	if v.Linearizable != "yes" || v.WritesLinearizable != "yes" {
+		t.Fatalf("%+v", v)
+	}
+}
