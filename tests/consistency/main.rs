@@ -529,8 +529,8 @@ fn table(rows: &[Row], locks: &[LockReport], horizon: u64, notes: &[String]) -> 
     if !locks.is_empty() {
         t.push_str(
             "\nLock, leader paused: A holds the lock through the leader's agent; contenders take \
-             it through a follower. Writes by a holder that the store accepted after a newer \
-             holder had acquired the lock, of all that holder's accepted writes:\n\n\
+             it through a follower. The last three counts: writes the store accepted from a \
+             holder after a newer holder had acquired the lock, of all writes it accepted:\n\n\
              | session TTL | lock-delay | holders | overlapping pairs | overlap | unfenced `set` | \
              txn `check-session` + `set` | txn `check-index` + `set` | fencing tokens (LockIndex) |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---|\n",
