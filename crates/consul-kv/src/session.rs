@@ -1,7 +1,7 @@
 //! The session endpoint: [`Sessions`], [`Session`], and the keep-alive [`SessionKeeper`].
 
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::meta::ConsulMeta;
-use crate::scope::{common_setters, finish_read, read_setters, BoxFuture, Scope};
+use crate::scope::{common_setters, finish_read, into_future, read_setters, Scope};
 use crate::{Client, Error, Result};
 
 /// The session endpoint, from [`Client::session`].
@@ -102,8 +102,8 @@ impl Sessions {
     pub fn node(&self, node: impl Into<String>) -> ListNodeSessionsRequest {
         ListNodeSessionsRequest {
             sessions: self.clone(),
-            op: op::ListNodeSessions::new(node).map(|o| o.with_options(self.scope.read_options())),
-            fallback: self.scope.read_options(),
+            node: node.into(),
+            opts: self.scope.read_options(),
         }
     }
 
@@ -207,57 +207,22 @@ pub struct SessionList {
     meta: ConsulMeta,
 }
 
-impl SessionList {
-    /// The meta of the read.
-    pub fn consul(&self) -> &ConsulMeta {
-        &self.meta
-    }
+crate::kv::list_result_impls!(SessionList, SessionEntry, entries);
 
+impl SessionList {
     /// Whether session `id` is listed.
     pub fn contains(&self, id: impl AsRef<SessionId>) -> bool {
         let id = id.as_ref();
         self.entries.iter().any(|e| &e.id == id)
-    }
-
-    /// The entries.
-    pub fn into_vec(self) -> Vec<SessionEntry> {
-        self.entries
-    }
-}
-
-impl Deref for SessionList {
-    type Target = [SessionEntry];
-    fn deref(&self) -> &[SessionEntry] {
-        &self.entries
-    }
-}
-
-impl IntoIterator for SessionList {
-    type Item = SessionEntry;
-    type IntoIter = std::vec::IntoIter<SessionEntry>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Builders.
 
-macro_rules! into_future {
-    ($ty:ident, $out:ty) => {
-        impl IntoFuture for $ty {
-            type Output = Result<$out>;
-            type IntoFuture = BoxFuture<'static, Result<$out>>;
-            fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.send())
-            }
-        }
-    };
-}
-
 /// A [`Sessions::create`] request. Resolves to a [`Session`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CreateSessionRequest {
     sessions: Sessions,
     op: op::CreateSession,
@@ -344,7 +309,7 @@ into_future!(CreateSessionRequest, Session);
 
 /// A [`Sessions::destroy`] request. Resolves to `bool`.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DestroySessionRequest {
     sessions: Sessions,
     op: op::DestroySession,
@@ -369,7 +334,7 @@ into_future!(DestroySessionRequest, bool);
 
 /// A [`Sessions::renew`] request. Resolves to `Option<SessionEntry>`; `None` means expired.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RenewSessionRequest {
     sessions: Sessions,
     op: op::RenewSession,
@@ -395,7 +360,7 @@ into_future!(RenewSessionRequest, Option<SessionEntry>);
 
 /// A [`Sessions::info`] request. Resolves to `Option<SessionEntry>`.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ReadSessionRequest {
     sessions: Sessions,
     op: op::ReadSession,
@@ -426,24 +391,21 @@ into_future!(ReadSessionRequest, Option<SessionEntry>);
 
 /// A [`Sessions::node`] request. Resolves to a [`SessionList`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ListNodeSessionsRequest {
     sessions: Sessions,
-    op: std::result::Result<op::ListNodeSessions, consul_kv_proto::BuildError>,
-    /// Where the setters write while `op` holds an error.
-    fallback: ReadOptions,
+    /// The node; checked (not empty) when sent.
+    node: String,
+    opts: ReadOptions,
 }
 
 impl ListNodeSessionsRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
-        &mut self.read_mut().common
+        &mut self.opts.common
     }
 
     fn read_mut(&mut self) -> &mut ReadOptions {
-        match &mut self.op {
-            Ok(op) => op.options_mut(),
-            Err(_) => &mut self.fallback,
-        }
+        &mut self.opts
     }
 
     read_setters!();
@@ -452,21 +414,18 @@ impl ListNodeSessionsRequest {
     ///
     /// # Errors
     /// An [`Error`] for an empty node name, a transport failure or an error answer.
-    pub async fn send(self) -> Result<SessionList> {
-        let mut op = self.op?;
-        finish_read(op.options_mut());
+    pub async fn send(mut self) -> Result<SessionList> {
+        finish_read(&mut self.opts);
+        let op = op::ListNodeSessions::new(self.node)?.with_options(self.opts);
         let r = self.sessions.client.exec.execute(&op).await?;
-        Ok(SessionList {
-            entries: r.value,
-            meta: ConsulMeta::for_list(r.meta),
-        })
+        Ok(SessionList::new(r.value, r.meta))
     }
 }
 into_future!(ListNodeSessionsRequest, SessionList);
 
 /// A [`Sessions::list`] request. Resolves to a [`SessionList`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ListSessionsRequest {
     sessions: Sessions,
     op: op::ListSessions,
@@ -490,10 +449,7 @@ impl ListSessionsRequest {
     pub async fn send(mut self) -> Result<SessionList> {
         finish_read(self.op.options_mut());
         let r = self.sessions.client.exec.execute(&self.op).await?;
-        Ok(SessionList {
-            entries: r.value,
-            meta: ConsulMeta::for_list(r.meta),
-        })
+        Ok(SessionList::new(r.value, r.meta))
     }
 }
 into_future!(ListSessionsRequest, SessionList);
@@ -685,7 +641,10 @@ async fn renew_loop(
             }
             Err(_elapsed) => {
                 if now.duration_since(last_ok) >= ttl {
-                    let e = Error::Timeout { after: budget };
+                    let e = Error::Timeout {
+                        request: None,
+                        after: budget,
+                    };
                     let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
                     return;
                 }

@@ -1,8 +1,11 @@
 //! KV operations: [`Get`], [`GetRaw`], [`ListItems`], [`ListKeys`], [`Set`] (with CAS, acquire and
 //! release) and [`Delete`].
+//!
+//! The reads are in `kv/read.rs`, the writes in `kv/write.rs`; this module holds what they
+//! share: the entry ([`KvPair`]) and its wire forms, [`Cas`], [`WriteOutcome`], and the
+//! request and response helpers.
 
 use std::borrow::Cow;
-use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -11,12 +14,13 @@ use serde::Deserialize;
 
 use crate::encode::{check_key, encode_key, KeyUse, Query};
 use crate::error::{BuildError, ErrorDetail, ResponseError};
-use crate::meta::{
-    Consistency, Index, Indexed, QueryMeta, ReadOptions, RequestContext, Token, WriteOptions,
-};
 use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
+use crate::value::IntoValue;
 use crate::watch::Blocking;
+use crate::{
+    Consistency, Index, Indexed, QueryMeta, ReadOptions, RequestContext, Token, WriteOptions,
+};
 
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -44,6 +48,23 @@ impl KvPair {
     /// The value, or an empty slice when Consul stores none.
     pub fn value_bytes(&self) -> &[u8] {
         self.value.as_deref().unwrap_or_default()
+    }
+
+    /// The value as UTF-8 text, or `None` when it is not valid UTF-8. A key without a value
+    /// reads as `""`.
+    ///
+    /// ```
+    /// use consul_kv_proto::kv::wire::KvEntry;
+    /// # use consul_kv_proto::{kv::ListItems, Operation};
+    /// # let body = serde_json::to_vec(&[KvEntry::new("a", Some(b"on")), KvEntry::new("b", Some(b"\xff"))]).unwrap();
+    /// # let resp = http::Response::builder().header("X-Consul-Index", "1").body(body.into()).unwrap();
+    /// let pairs = ListItems::new("").parse(resp)?.value;
+    /// assert_eq!(pairs[0].as_str(), Some("on"));
+    /// assert_eq!(pairs[1].as_str(), None); // not UTF-8: read it with value_bytes()
+    /// # Ok::<(), consul_kv_proto::ResponseError>(())
+    /// ```
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.value_bytes()).ok()
     }
 
     /// The CAS token for a write that must see this exact version.
@@ -371,448 +392,11 @@ macro_rules! blocking_read {
     };
 }
 
-/// `GET /v1/kv/<key>`: one key, with its meta. A missing key is `None`, not an error.
-///
-/// ```
-/// use consul_kv_proto::{kv::Get, Operation, RequestContext};
-/// let req = Get::new("app/config").dc("dc2").build(&RequestContext::new()).unwrap();
-/// assert_eq!(req.uri(), "/v1/kv/app/config?dc=dc2");
-/// ```
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Get {
-    key: String,
-    opts: ReadOptions,
-}
+mod read;
+mod write;
 
-impl Get {
-    /// Reads `key`.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            opts: ReadOptions::default(),
-        }
-    }
-    read_options_methods!();
-}
-
-impl Operation for Get {
-    type Output = Indexed<Option<KvPair>>;
-
-    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        read_request(&self.key, KeyUse::Single, &self.opts, cx, &[])
-    }
-
-    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
-        let (meta, missing) = read_response(&resp)?;
-        if missing {
-            return Ok(Indexed::new(None, meta));
-        }
-        let mut entries = parse_entries(resp.body())?;
-        if entries.len() > 1 {
-            return Err(ResponseError::unexpected(format!(
-                "expected one entry, got {}",
-                entries.len()
-            )));
-        }
-        Ok(Indexed::new(entries.pop(), meta))
-    }
-
-    fn kind(&self) -> OpKind {
-        OpKind::Read
-    }
-
-    fn blocking_wait(&self) -> Option<Duration> {
-        self.opts.index.and(self.opts.wait)
-    }
-}
-blocking_read!(Get, Option<KvPair>);
-
-/// `GET /v1/kv/<key>?raw`: the value bytes alone, with meta. A missing key is `None`.
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GetRaw {
-    key: String,
-    opts: ReadOptions,
-}
-
-impl GetRaw {
-    /// Reads the raw value of `key`.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            opts: ReadOptions::default(),
-        }
-    }
-    read_options_methods!();
-}
-
-impl Operation for GetRaw {
-    type Output = Indexed<Option<Bytes>>;
-
-    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        read_request(&self.key, KeyUse::Single, &self.opts, cx, &[("raw", None)])
-    }
-
-    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
-        let (meta, missing) = read_response(&resp)?;
-        if missing {
-            return Ok(Indexed::new(None, meta));
-        }
-        Ok(Indexed::new(Some(resp.into_body()), meta))
-    }
-
-    fn kind(&self) -> OpKind {
-        OpKind::Read
-    }
-
-    fn blocking_wait(&self) -> Option<Duration> {
-        self.opts.index.and(self.opts.wait)
-    }
-}
-blocking_read!(GetRaw, Option<Bytes>);
-
-/// `GET /v1/kv/<prefix>?recurse`: every entry under a byte prefix (empty = the whole store).
-/// No match is an empty list.
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListItems {
-    prefix: String,
-    opts: ReadOptions,
-}
-
-impl ListItems {
-    /// Lists entries under `prefix`.
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-            opts: ReadOptions::default(),
-        }
-    }
-    read_options_methods!();
-}
-
-impl Operation for ListItems {
-    type Output = Indexed<Vec<KvPair>>;
-
-    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        read_request(
-            &self.prefix,
-            KeyUse::Prefix,
-            &self.opts,
-            cx,
-            &[("recurse", None)],
-        )
-    }
-
-    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
-        let (meta, missing) = read_response(&resp)?;
-        if missing {
-            return Ok(Indexed::new(Vec::new(), meta));
-        }
-        Ok(Indexed::new(parse_entries(resp.body())?, meta))
-    }
-
-    fn kind(&self) -> OpKind {
-        OpKind::Read
-    }
-
-    fn blocking_wait(&self) -> Option<Duration> {
-        self.opts.index.and(self.opts.wait)
-    }
-}
-blocking_read!(ListItems, Vec<KvPair>);
-
-/// `GET /v1/kv/<prefix>?keys[&separator=…]`: key names under a prefix. No match is empty.
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListKeys {
-    prefix: String,
-    separator: Option<String>,
-    opts: ReadOptions,
-}
-
-impl ListKeys {
-    /// Lists key names under `prefix`.
-    pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-            separator: None,
-            opts: ReadOptions::default(),
-        }
-    }
-
-    /// Folds keys at the first `separator` after the prefix (as `ls` does with `/`).
-    pub fn separator(mut self, sep: impl Into<String>) -> Self {
-        let sep = sep.into();
-        self.separator = if sep.is_empty() { None } else { Some(sep) };
-        self
-    }
-    read_options_methods!();
-}
-
-impl Operation for ListKeys {
-    type Output = Indexed<Vec<String>>;
-
-    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        let sep = self.separator.as_deref();
-        let mut mode: Vec<(&str, Option<&str>)> = vec![("keys", None)];
-        if let Some(s) = sep {
-            if s.chars().any(char::is_control) {
-                return Err(BuildError::option(
-                    "separator",
-                    "contains a control character",
-                ));
-            }
-            mode.push(("separator", Some(s)));
-        }
-        read_request(&self.prefix, KeyUse::Prefix, &self.opts, cx, &mode)
-    }
-
-    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
-        let (meta, missing) = read_response(&resp)?;
-        if missing {
-            return Ok(Indexed::new(Vec::new(), meta));
-        }
-        Ok(Indexed::new(parse_json(resp.body())?, meta))
-    }
-
-    fn kind(&self) -> OpKind {
-        OpKind::Read
-    }
-
-    fn blocking_wait(&self) -> Option<Duration> {
-        self.opts.index.and(self.opts.wait)
-    }
-}
-blocking_read!(ListKeys, Vec<String>);
-
-/// The condition of a [`Set`].
-#[non_exhaustive]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetMode {
-    /// Unconditional upsert. Keeps any session holding the key.
-    Plain,
-    /// Check-and-set.
-    Cas(Cas),
-    /// Acquire the key's lock for a session (`?acquire=`). **Replaces the value and flags.**
-    Acquire(SessionId),
-    /// Release the key's lock (`?release=`). **Replaces the value and flags.**
-    Release(SessionId),
-}
-
-/// `PUT /v1/kv/<key>`: write raw bytes, optionally with CAS, acquire or release.
-///
-/// The value is sent as the body with `Content-Type: application/octet-stream`; an empty value
-/// is stored as `null`. Acquire and release replace the stored value and flags with this
-/// request's value and flags, as Consul does.
-///
-/// ```
-/// use consul_kv_proto::{kv::{Cas, Set}, Index, Operation, RequestContext};
-/// let op = Set::new("app/a b", "v").cas(Cas::ModifyIndex(Index::new(42)));
-/// let req = op.build(&RequestContext::new()).unwrap();
-/// assert_eq!(req.method(), "PUT");
-/// assert_eq!(req.uri(), "/v1/kv/app/a%20b?cas=42");
-/// ```
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Set {
-    key: String,
-    value: Bytes,
-    flags: u64,
-    mode: SetMode,
-    opts: WriteOptions,
-}
-
-impl Set {
-    /// Writes `value` to `key`.
-    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
-        Self {
-            key: key.into(),
-            value: value.into(),
-            flags: 0,
-            mode: SetMode::Plain,
-            opts: WriteOptions::default(),
-        }
-    }
-
-    /// Acquires `key` for `session`, writing `value`.
-    pub fn acquire(key: impl Into<String>, session: SessionId, value: impl Into<Bytes>) -> Self {
-        Self::new(key, value).mode(SetMode::Acquire(session))
-    }
-
-    /// Releases `key` held by `session`, writing `value`.
-    pub fn release(key: impl Into<String>, session: SessionId, value: impl Into<Bytes>) -> Self {
-        Self::new(key, value).mode(SetMode::Release(session))
-    }
-
-    /// Sets the flags (Consul resets them to 0 on a write without flags).
-    pub fn flags(mut self, flags: u64) -> Self {
-        self.flags = flags;
-        self
-    }
-
-    /// Makes this a check-and-set.
-    pub fn cas(self, cas: impl Into<Cas>) -> Self {
-        self.mode(SetMode::Cas(cas.into()))
-    }
-
-    /// Sets the mode.
-    pub fn mode(mut self, mode: SetMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// The value to write.
-    pub fn value(&self) -> &Bytes {
-        &self.value
-    }
-
-    /// Replaces the value.
-    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
-        self.value = value.into();
-        self
-    }
-    write_options_methods!();
-}
-
-impl Operation for Set {
-    type Output = WriteOutcome;
-
-    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        check_key(&self.key, KeyUse::Single)?;
-        let mut q = Query::new();
-        if self.flags != 0 {
-            q.num("flags", self.flags);
-        }
-        match &self.mode {
-            SetMode::Plain => {}
-            SetMode::Cas(c) => {
-                q.num("cas", c.raw());
-            }
-            SetMode::Acquire(s) => {
-                q.pair("acquire", s.as_str());
-            }
-            SetMode::Release(s) => {
-                q.pair("release", s.as_str());
-            }
-        }
-        self.opts.write_query(cx, &mut q)?;
-        request(
-            Method::PUT,
-            kv_path(&self.key) + &q.finish(),
-            self.opts.token(cx),
-            Some((self.value.clone(), "application/octet-stream")),
-        )
-    }
-
-    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
-        expect_status(&resp, &[])?;
-        parse_bool_body(resp.body()).map(WriteOutcome::from)
-    }
-
-    fn kind(&self) -> OpKind {
-        OpKind::Write
-    }
-}
-
-/// What a [`Delete`] removes.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteMode {
-    /// One key; `true` even when it did not exist.
-    Key,
-    /// Every key with the byte prefix (`foo` also removes `food`).
-    Tree,
-    /// One key, only if its modify index is still this one (`true` if it does not exist).
-    Cas(Index),
-}
-
-/// `DELETE /v1/kv/<key>`: one key, a prefix, or with CAS.
-///
-/// ```
-/// use consul_kv_proto::{kv::Delete, Operation, RequestContext};
-/// let req = Delete::tree("tmp/").build(&RequestContext::new()).unwrap();
-/// assert_eq!(req.uri(), "/v1/kv/tmp/?recurse");
-/// ```
-#[must_use]
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delete {
-    key: String,
-    mode: DeleteMode,
-    opts: WriteOptions,
-}
-
-impl Delete {
-    /// Deletes one key.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            mode: DeleteMode::Key,
-            opts: WriteOptions::default(),
-        }
-    }
-
-    /// Deletes every key under `prefix` (empty: the whole store).
-    pub fn tree(prefix: impl Into<String>) -> Self {
-        Self::new(prefix).mode(DeleteMode::Tree)
-    }
-
-    /// Deletes only if the modify index is still `index`. There is no `cas=0` delete: Consul
-    /// never deletes with it, so the type does not allow it.
-    pub fn cas(self, index: impl Into<Index>) -> Self {
-        self.mode(DeleteMode::Cas(index.into()))
-    }
-
-    /// Sets the mode.
-    pub fn mode(mut self, mode: DeleteMode) -> Self {
-        self.mode = mode;
-        self
-    }
-    write_options_methods!();
-}
-
-impl From<&KvPair> for Index {
-    /// The pair's modify index (`1` for a `get-or-empty` echo).
-    fn from(p: &KvPair) -> Self {
-        Self::new(p.modify_index)
-    }
-}
-
-impl Operation for Delete {
-    type Output = WriteOutcome;
-
-    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        let mut q = Query::new();
-        match self.mode {
-            DeleteMode::Key => check_key(&self.key, KeyUse::Single)?,
-            DeleteMode::Tree => {
-                check_key(&self.key, KeyUse::Prefix)?;
-                q.flag("recurse");
-            }
-            DeleteMode::Cas(i) => {
-                check_key(&self.key, KeyUse::Single)?;
-                q.num("cas", i.get());
-            }
-        }
-        self.opts.write_query(cx, &mut q)?;
-        request(
-            Method::DELETE,
-            kv_path(&self.key) + &q.finish(),
-            self.opts.token(cx),
-            None,
-        )
-    }
-
-    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
-        expect_status(&resp, &[])?;
-        parse_bool_body(resp.body()).map(WriteOutcome::from)
-    }
-
-    fn kind(&self) -> OpKind {
-        OpKind::Write
-    }
-}
+pub use read::{Get, GetRaw, ListItems, ListKeys};
+pub use write::{Delete, DeleteMode, Set, SetMode};
 
 /// Serialises the entries the way Consul does (compact JSON array of `DirEntry`).
 pub fn encode_entries(entries: &[KvPair]) -> Result<Vec<u8>, serde_json::Error> {
@@ -822,6 +406,8 @@ pub fn encode_entries(entries: &[KvPair]) -> Result<Vec<u8>, serde_json::Error> 
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn check(req: Request<Bytes>, method: &str, uri: &str) {
