@@ -626,7 +626,7 @@ async fn consistency_under_faults() {
     for (i, l) in lock_reports.iter().enumerate() {
         std::fs::write(dir.join(format!("lock{i}.jsonl")), l.to_jsonl()).unwrap();
     }
-    let checked = match checker(&dir) {
+    match checker(&dir) {
         Ok(bin) => {
             let out = Command::new(&bin)
                 .arg("-timeout")
@@ -648,14 +648,13 @@ async fn consistency_under_faults() {
             for (r, v) in rows.iter_mut().zip(verdicts) {
                 r.verdict = Some(v);
             }
-            Ok(())
         }
         Err(why) => {
             std::fs::write(dir.join("UNCHECKED"), &why).unwrap();
             eprintln!("NOT CHECKED: {why}: the histories are in {}", dir.display());
-            Err(why)
+            notes.push(format!("histories recorded but NOT CHECKED: {why}"));
         }
-    };
+    }
     notes.push(format!(
         "size {}: {} clients per read mode, {} registers each; {:.0} s in all",
         size.name,
@@ -725,5 +724,4 @@ async fn consistency_under_faults() {
             );
         }
     }
-    let _ = checked;
 }
