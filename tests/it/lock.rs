@@ -380,3 +380,60 @@ async fn acquire_without_a_retry_bound_returns_the_first_transient_error() {
     let err = client.lock(&key).try_acquire().await.unwrap_err();
     assert!(matches!(err, LockError::Consul(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn fenced_writes_stop_the_moment_the_session_loses_the_key() {
+    let server = server::start().await;
+    let client = client(&server);
+    let p = prefix("lock-fence");
+    let key = format!("{p}leader");
+    let data = format!("{p}data");
+    let lock = client.lock(&key).lock_delay(Duration::ZERO).await.unwrap();
+
+    // Held: the fenced transaction commits, through the lock's client or any other.
+    assert!(lock
+        .fenced()
+        .set(&data, "one")
+        .await
+        .unwrap()
+        .is_committed());
+    let other = crate::client(&server);
+    let outcome = other
+        .kv()
+        .txn()
+        .op(lock.fence())
+        .set(&data, "two")
+        .await
+        .unwrap();
+    assert!(outcome.is_committed());
+    assert_eq!(
+        client.kv().get(&data).await.unwrap().unwrap().as_str(),
+        Some("two")
+    );
+
+    // The session is destroyed behind the holder's back and a new holder takes the key:
+    // whatever the old holder believes, its fenced writes are refused and change nothing.
+    assert!(other.session().destroy(lock.session()).await.unwrap());
+    let newer = other.lock(&key).await.unwrap();
+    let refused = lock.fenced().set(&data, "stale").await.unwrap();
+    assert!(!refused.is_committed(), "{refused:?}");
+    let refused = other
+        .kv()
+        .txn()
+        .op(lock.fence())
+        .set(&data, "stale")
+        .await
+        .unwrap();
+    assert!(!refused.is_committed(), "{refused:?}");
+    assert_eq!(
+        client.kv().get(&data).await.unwrap().unwrap().as_str(),
+        Some("two")
+    );
+    assert!(newer
+        .fenced()
+        .set(&data, "three")
+        .await
+        .unwrap()
+        .is_committed());
+    assert!(newer.release().await.unwrap());
+}

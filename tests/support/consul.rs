@@ -94,6 +94,7 @@ pub struct ConsulAgent {
     ports: Ports,
     node: String,
     data_dir: Option<PathBuf>,
+    paused: bool,
 }
 
 fn base_args(ports: Ports) -> Vec<String> {
@@ -124,6 +125,24 @@ fn base_args(ports: Ports) -> Vec<String> {
     .collect()
 }
 
+/// Sends a signal (`STOP`, `CONT`, …) with `kill(1)`.
+fn signal(pid: u32, name: &str) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "kill -{name} {pid}: {status}"
+        )))
+    }
+}
+
 fn spawn(bin: &Path, args: &[String]) -> std::io::Result<Child> {
     Command::new(bin)
         .args(args)
@@ -150,6 +169,7 @@ impl ConsulAgent {
             ports,
             node,
             data_dir: None,
+            paused: false,
         })
     }
 
@@ -188,6 +208,7 @@ impl ConsulAgent {
             ports,
             node: node.to_owned(),
             data_dir: Some(data_dir),
+            paused: false,
         })
     }
 
@@ -254,25 +275,65 @@ impl ConsulAgent {
         ))
     }
 
-    /// Kills the process (SIGKILL) and reaps it.
+    /// The process id while the process runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether [`pause`](Self::pause) stopped it and it was not resumed since.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Stops the process with SIGSTOP, as a long GC pause or a stalled VM would: its sockets
+    /// stay open and the kernel keeps accepting connections, but nothing is answered.
+    pub fn pause(&mut self) -> std::io::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("not running"))?;
+        signal(pid, "STOP")?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// Resumes a paused process with SIGCONT.
+    pub fn resume(&mut self) -> std::io::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| std::io::Error::other("not running"))?;
+        signal(pid, "CONT")?;
+        self.paused = false;
+        Ok(())
+    }
+
+    /// Kills the process (SIGCONT first if paused, then SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if self.paused {
+                let _ = signal(c.id(), "CONT");
+                self.paused = false;
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
     /// Makes sure the agent dies with this process even if the handle is never dropped: a
-    /// detached shell loop kills it once the current process is gone.
+    /// detached shell loop kills it once the current process is gone. The loop runs in its own
+    /// process group and ignores hang-ups, so that a signal to this process's group (which
+    /// Consul survives: SIGHUP makes it reload) does not take the guard down with the test.
     pub fn kill_with_this_process(&self) {
+        use std::os::unix::process::CommandExt;
         if let Some(c) = &self.child {
             let script = format!(
-                "while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill -9 {child} 2>/dev/null",
+                "trap '' HUP INT TERM; while kill -0 {parent} 2>/dev/null; do sleep 1; done; \
+                 kill -CONT {child} 2>/dev/null; kill -9 {child} 2>/dev/null",
                 parent = std::process::id(),
                 child = c.id()
             );
             let _ = Command::new("sh")
                 .args(["-c", &script])
+                .process_group(0)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -338,6 +399,11 @@ impl ConsulCluster {
         &self.agents
     }
 
+    /// The agents, to pause, resume or kill one.
+    pub fn agents_mut(&mut self) -> &mut [ConsulAgent] {
+        &mut self.agents
+    }
+
     /// The HTTP base URLs of the servers still running.
     pub fn base_urls(&mut self) -> Vec<String> {
         self.agents
@@ -346,12 +412,13 @@ impl ConsulCluster {
             .collect()
     }
 
-    /// The index of the current leader, as the first running server reports it.
+    /// The index of the current leader, as the first running (and not paused) server reports
+    /// it.
     pub fn leader_index(&mut self) -> Option<usize> {
         let leader = self
             .agents
             .iter_mut()
-            .filter(|a| a.child.is_some())
+            .filter(|a| a.child.is_some() && !a.paused)
             .find_map(|a| a.leader())?;
         let port: u16 = leader.rsplit(':').next()?.parse().ok()?;
         self.agents.iter().position(|a| a.ports.server == port)
@@ -364,12 +431,12 @@ impl ConsulCluster {
         Some(i)
     }
 
-    /// Waits until a running server reports a leader that is still running.
+    /// Waits until a running server reports a leader that is still running and not paused.
     pub fn wait_for_new_leader(&mut self, timeout: Duration) -> Option<Duration> {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Some(i) = self.leader_index() {
-                if self.agents[i].child.is_some() {
+                if self.agents[i].child.is_some() && !self.agents[i].paused {
                     return Some(start.elapsed());
                 }
             }

@@ -8,6 +8,7 @@
 )]
 
 pub mod consul;
+pub mod history;
 pub mod proxy;
 pub mod server;
 pub mod workloads;

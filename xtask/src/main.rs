@@ -9,12 +9,14 @@
 //! - `fuzz`: every cargo-fuzz target for a set time where nightly exists.
 //! - `fixtures`: record real Consul responses into the proto crate's fixtures.
 //! - `consul`: build (once) and print the path of a real Consul agent from Go modules.
+//! - `consistency`: faults × read modes on a real cluster, checked for linearizability.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod consistency;
 mod consul;
 mod fixtures;
 mod soak;
@@ -29,6 +31,7 @@ Commands:
   bench     every client against the same servers: target/bench/report.md + report.svg
   ci        fmt --check, clippy -D warnings, tests, MSRV build, docs -D warnings, tidy
   consul    build (once, cached outside the repo) a real Consul agent; print its path
+  consistency [small|full]  faults x read modes on 3 Consul servers, checked for linearizability
   fixtures  record real Consul responses into crates/consul-kv-proto/tests/fixtures
   soak      the reliability suite at full size; prints scenario | figure | target | pass
   fuzz [S]  run every cargo-fuzz target for S seconds (default 60) where nightly exists
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         "soak" => soak::soak(&root()),
         "fuzz" => soak::fuzz(&root(), rest),
         "consul" => consul::ensure_consul(&root()).map(|p| println!("{}", p.display())),
+        "consistency" => consistency::run(&root(), rest),
         "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
@@ -213,6 +217,7 @@ fn ci(_args: &[String]) -> Result {
         None
     };
     run(&cargo, &["test", "--workspace", "--locked"], &[])?;
+    consistency::ci_report(&root());
     real_consul_suites(&cargo, consul_bin.as_deref())?;
     msrv_build()?;
     run(

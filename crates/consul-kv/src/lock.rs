@@ -5,6 +5,7 @@ use std::future::IntoFuture;
 
 use bytes::Bytes;
 use consul_kv_proto::kv as op;
+use consul_kv_proto::txn::TxnOp;
 use consul_kv_proto::{Behavior, Consistency, KvPair, SessionId, WriteOutcome};
 use tokio::sync::watch;
 
@@ -249,6 +250,38 @@ impl Lock {
     /// A channel that reports [`LockStatus::Lost`] when the lock is lost.
     pub fn subscribe(&self) -> watch::Receiver<LockStatus> {
         self.holding.status.clone()
+    }
+
+    /// The fence for work done under this lock: a transaction operation (`check-session` on
+    /// the lock key) that fails unless this lock's session still holds the key. Put it first
+    /// in every transaction that writes on the lock's behalf, through any client: Consul then
+    /// refuses the write of a holder that lost the lock, even one that does not know it yet
+    /// ([`is_held`](Self::is_held) and [`lost`](Self::lost) learn of a loss late when the
+    /// holder's agent stalls).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: consul_kv::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let lock = client.lock("jobs/leader").await?;
+    /// let written = client
+    ///     .kv()
+    ///     .txn()
+    ///     .op(lock.fence())
+    ///     .set("jobs/state", "step 2")
+    ///     .await?;
+    /// if !written.is_committed() {
+    ///     // No longer the holder: nothing was written.
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn fence(&self) -> TxnOp {
+        TxnOp::check_session(self.key.clone(), self.holding.session.clone())
+    }
+
+    /// A transaction on this lock's client that starts with [`fence`](Self::fence): add the
+    /// writes, then `.await` it. It resolves to [`TxnOutcome::RolledBack`](crate::TxnOutcome)
+    /// when the lock was lost.
+    pub fn fenced(&self) -> crate::TxnRequest {
+        self.config.kv.txn().op(self.fence())
     }
 
     /// Releases the key (writing the lock's value back, as Consul replaces it) and destroys
