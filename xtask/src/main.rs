@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod browser;
 mod consul;
 mod fixtures;
 mod soak;
@@ -145,6 +146,7 @@ fn ci(_args: &[String]) -> Result {
     } else {
         None
     };
+    browser::ensure();
     run(&cargo, &["test", "--workspace", "--locked"], &[])?;
     real_consul_suites(&cargo, consul_bin.as_deref())?;
     run(

@@ -1,12 +1,20 @@
 //! An embedded, Consul-compatible KV, session and transaction server.
 //!
 //! `consul-kv-devserver` starts in milliseconds inside a `#[tokio::test]` (or as a binary) and
-//! answers Consul's HTTP API for `/v1/kv`, `/v1/txn`, `/v1/session/*`, `/v1/status/leader`
-//! and `/v1/agent/self` the way a Consul agent does: statuses, bodies, headers, the Raft-like
+//! answers Consul's HTTP API for `/v1/kv`, `/v1/txn`, `/v1/session/*`, `/v1/status/leader`,
+//! `/v1/catalog/datacenters` and `/v1/agent/self` the way a Consul agent does: statuses, bodies, headers, the Raft-like
 //! index, tombstones, blocking queries with jitter, sessions with TTLs and lock-delays,
 //! several datacenters, an ACL mode and Consul's answers to malformed input. It never panics
 //! on input and never hangs: every blocking query ends at its deadline, and a blocking query
 //! whose client disconnects is dropped at once.
+//!
+//! It also serves a KV browser at `/ui/` (turn it off with [`DevServerBuilder::ui`] or the
+//! binary's `--no-ui`): a key tree by folder, values shown as text, pretty JSON or hex, edits
+//! made with check-and-set on the index shown, folder deletes behind a confirmation, a
+//! datacenter switcher and the sessions list, all following changes live through blocking
+//! queries. The page is three static files compiled into the crate, loads nothing from
+//! elsewhere, renders every key and value as text under a strict content security policy, and
+//! uses only the HTTP API above, sending an ACL token only in `X-Consul-Token`.
 //!
 //! # Use in a test
 //!
@@ -147,6 +155,7 @@ mod go;
 mod rng;
 mod server;
 mod state;
+mod ui;
 mod web;
 
 use server::{Config, Shared};
@@ -254,6 +263,7 @@ pub struct DevServerBuilder {
     kv_max_value_size: usize,
     legacy_missing_key_wakeups: bool,
     leader_hold: Duration,
+    ui: bool,
 }
 
 impl Default for DevServerBuilder {
@@ -272,6 +282,7 @@ impl Default for DevServerBuilder {
             kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
             legacy_missing_key_wakeups: false,
             leader_hold: Duration::from_secs(7),
+            ui: true,
         }
     }
 }
@@ -370,6 +381,14 @@ impl DevServerBuilder {
         self
     }
 
+    /// Serves the KV browser at `/ui/` (default `true`), and redirects `/` there as a Consul
+    /// agent with its UI enabled does. With `false`, `/` answers Consul's "UI disabled" text.
+    /// The page uses only the ordinary HTTP API; see the crate docs.
+    pub fn ui(mut self, on: bool) -> Self {
+        self.ui = on;
+        self
+    }
+
     /// Binds, loads the data file and starts serving.
     ///
     /// # Errors
@@ -408,6 +427,7 @@ impl DevServerBuilder {
             kv_max_value_size: self.kv_max_value_size,
             legacy_missing_key_wakeups: self.legacy_missing_key_wakeups,
             leader_hold: self.leader_hold,
+            ui: self.ui,
         };
         let shared = Arc::new(Shared::new(cfg));
         if let Some(dc) = shared.default_dc() {

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
-//!                     [--acl-token TOKEN] [--data FILE] [--log-level info]
+//!                     [--acl-token TOKEN] [--data FILE] [--log-level info] [--no-ui]
 //! ```
+//!
+//! The KV browser is at `http://ADDR/ui/` unless `--no-ui` is given.
 //!
 //! Logs go to stderr (level from `--log-level`, else `RUST_LOG` if it is a plain level, else
 //! `info`). SIGINT or SIGTERM stops the server and saves `--data` atomically.
@@ -16,13 +18,14 @@ use consul_kv_devserver::DevServer;
 use tracing::Level;
 
 const USAGE: &str = "usage: consul-kv-devserver [--listen ADDR] [--datacenter DC]... \
-[--acl-token TOKEN] [--data FILE] [--log-level LEVEL]
+[--acl-token TOKEN] [--data FILE] [--log-level LEVEL] [--no-ui]
 
   --listen ADDR        address to listen on (default 127.0.0.1:8500)
   --datacenter DC      a datacenter; repeat for more; the first is the default (default dc1)
   --acl-token TOKEN    enable ACL mode with this management token
   --data FILE          load KV from this `consul kv export` file; save to it on exit
   --log-level LEVEL    error, warn, info, debug or trace (default info)
+  --no-ui              do not serve the KV browser at /ui/
   -h, --help           this text";
 
 #[derive(Debug)]
@@ -32,6 +35,7 @@ struct Args {
     acl_token: Option<String>,
     data: Option<PathBuf>,
     level: Level,
+    ui: bool,
 }
 
 fn parse_level(s: &str) -> Option<Level> {
@@ -48,6 +52,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
             .ok()
             .and_then(|s| parse_level(&s))
             .unwrap_or(Level::INFO),
+        ui: true,
     };
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -62,6 +67,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
+            "--no-ui" => args.ui = false,
             "--listen" => {
                 let v = value("--listen")?;
                 args.listen = v.parse().map_err(|e| format!("--listen {v:?}: {e}"))?;
@@ -119,7 +125,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let mut builder = DevServer::builder().listen(args.listen);
+    let mut builder = DevServer::builder().listen(args.listen).ui(args.ui);
     for dc in &args.datacenters {
         builder = builder.datacenter(dc);
     }
@@ -143,6 +149,9 @@ async fn main() -> ExitCode {
         acl = args.acl_token.is_some(),
         "ready"
     );
+    if args.ui {
+        tracing::info!("KV browser at {}/ui/", server.http_addr());
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     match server.shutdown().await {
@@ -184,6 +193,8 @@ mod tests {
         assert_eq!(a.acl_token.as_deref(), Some("root"));
         assert_eq!(a.data, Some(PathBuf::from("/tmp/x.json")));
         assert_eq!(a.level, Level::DEBUG);
+        assert!(a.ui);
+        assert!(!parse(&["--no-ui"]).unwrap().unwrap().ui);
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub(crate) struct Config {
     pub(crate) kv_max_value_size: usize,
     pub(crate) legacy_missing_key_wakeups: bool,
     pub(crate) leader_hold: Duration,
+    pub(crate) ui: bool,
 }
 
 /// One datacenter: its state and its waiters.

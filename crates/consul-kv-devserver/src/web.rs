@@ -135,6 +135,7 @@ enum Endpoint {
     StatusLeader,
     StatusPeers,
     AgentSelf,
+    CatalogDatacenters,
 }
 
 impl Endpoint {
@@ -147,7 +148,8 @@ impl Endpoint {
             | Self::SessionList
             | Self::StatusLeader
             | Self::StatusPeers
-            | Self::AgentSelf => &["GET"],
+            | Self::AgentSelf
+            | Self::CatalogDatacenters => &["GET"],
         }
     }
 }
@@ -159,6 +161,7 @@ const EXACT: &[(&str, Endpoint)] = &[
     ("/v1/status/leader", Endpoint::StatusLeader),
     ("/v1/status/peers", Endpoint::StatusPeers),
     ("/v1/agent/self", Endpoint::AgentSelf),
+    ("/v1/catalog/datacenters", Endpoint::CatalogDatacenters),
 ];
 
 const SUBTREES: &[(&str, Endpoint)] = &[
@@ -286,6 +289,14 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
     if clean != path {
         return redirect(&clean, parts.uri.query(), &method);
     }
+    if shared.cfg.ui {
+        if path == "/" {
+            return crate::ui::redirect_to_ui();
+        }
+        if crate::ui::is_ui_path(&path) {
+            return crate::ui::serve(&path, &method);
+        }
+    }
     if path.starts_with("/v1/") {
         if let Some(f) = shared.fault() {
             return fault_response(f);
@@ -336,6 +347,7 @@ async fn dispatch(ep: Endpoint, ctx: Ctx) -> Resp {
         Endpoint::StatusLeader => status_leader(ctx).await,
         Endpoint::StatusPeers => status_peers(ctx).await,
         Endpoint::AgentSelf => agent_self(ctx),
+        Endpoint::CatalogDatacenters => catalog_datacenters(&ctx),
     }
 }
 
@@ -630,6 +642,12 @@ async fn status_peers(ctx: Ctx) -> Resp {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "No path to datacenter");
     }
     json(StatusCode::OK, &["127.0.0.1:8300"], opts.pretty)
+}
+
+/// `GET /v1/catalog/datacenters`: every datacenter's name (Consul needs no token for it).
+fn catalog_datacenters(ctx: &Ctx) -> Resp {
+    let names: Vec<&str> = ctx.shared.dcs().iter().map(|d| d.name.as_str()).collect();
+    json(StatusCode::OK, &names, ctx.query.has("pretty"))
 }
 
 fn agent_self(ctx: Ctx) -> Resp {
