@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::web::{empty, set_header, text, Resp};
+use crate::reply::{empty, set_header, text, Resp};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
