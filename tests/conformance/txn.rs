@@ -448,7 +448,10 @@ async fn go_client_shape_with_null_members_is_never_skipped() {
         let errs = errors(&r);
         assert_eq!(
             errs,
-            vec![(1, "Node operations are not supported by the devserver".to_owned())]
+            vec![(
+                1,
+                "Node operations are not supported by the devserver".to_owned()
+            )]
         );
         // Rolled back: the KV op of the same transaction was not applied.
         let g = c.get(&format!("/v1/kv/{p}k")).await;

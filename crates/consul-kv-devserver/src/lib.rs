@@ -157,6 +157,7 @@ mod export;
 mod go;
 mod gojson;
 mod listener;
+mod profile;
 mod reply;
 mod request;
 mod rng;
@@ -165,10 +166,13 @@ mod server;
 mod state;
 mod ui;
 
+pub use profile::{ConsulVersion, UnknownVersion};
 use server::{Config, Shared};
 
-/// The Consul version whose behaviour the devserver follows; `/v1/agent/self` reports it.
-pub const CONSUL_VERSION: &str = "1.21.4";
+/// The Consul version whose behaviour the devserver follows by default (the
+/// [`ConsulVersion::V1_14`] profile, checked against a real agent); `/v1/agent/self` reports
+/// the version of the profile in use.
+pub const CONSUL_VERSION: &str = "1.14.11";
 
 /// Consul's default `kv_max_value_size` (512 KiB).
 pub const DEFAULT_KV_MAX_VALUE_SIZE: usize = 512 * 1024;
@@ -271,6 +275,7 @@ pub struct DevServerBuilder {
     legacy_missing_key_wakeups: bool,
     leader_hold: Duration,
     ui: bool,
+    consul_version: ConsulVersion,
 }
 
 impl Default for DevServerBuilder {
@@ -290,6 +295,7 @@ impl Default for DevServerBuilder {
             legacy_missing_key_wakeups: false,
             leader_hold: Duration::from_secs(7),
             ui: true,
+            consul_version: ConsulVersion::V1_14,
         }
     }
 }
@@ -396,6 +402,15 @@ impl DevServerBuilder {
         self
     }
 
+    /// The Consul release to reproduce where releases differ: key validation, the 413 text,
+    /// the body-size rule and the version `/v1/agent/self` reports (default
+    /// [`ConsulVersion::V1_14`], the release the conformance suite checks against a real
+    /// agent). See [`ConsulVersion`] and the crate docs.
+    pub fn consul_version(mut self, version: ConsulVersion) -> Self {
+        self.consul_version = version;
+        self
+    }
+
     /// Binds, loads the data file and starts serving.
     ///
     /// # Errors
@@ -435,6 +450,7 @@ impl DevServerBuilder {
             legacy_missing_key_wakeups: self.legacy_missing_key_wakeups,
             leader_hold: self.leader_hold,
             ui: self.ui,
+            consul_version: self.consul_version,
         };
         let shared = Arc::new(Shared::new(cfg));
         if let Some(dc) = shared.default_dc() {

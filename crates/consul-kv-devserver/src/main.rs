@@ -3,7 +3,7 @@
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
 //!                     [--acl-token TOKEN] [--data FILE] [--node-name NAME] [--log-level info]
-//!                     [--no-ui]
+//!                     [--no-ui] [--consul-version 1.14|1.21|1.22]
 //! ```
 //!
 //! The KV browser is at `http://ADDR/ui/` unless `--no-ui` is given.
@@ -44,6 +44,9 @@ struct Args {
     /// Do not serve the KV browser at /ui/.
     #[arg(long)]
     no_ui: bool,
+    /// The Consul release to reproduce where releases differ: 1.14 (default), 1.21 or 1.22.
+    #[arg(long, value_name = "VERSION", default_value = "1.14")]
+    consul_version: consul_kv_devserver::ConsulVersion,
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -89,7 +92,10 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let mut builder = DevServer::builder().listen(args.listen).ui(!args.no_ui);
+    let mut builder = DevServer::builder()
+        .listen(args.listen)
+        .ui(!args.no_ui)
+        .consul_version(args.consul_version);
     for dc in &args.datacenters {
         builder = builder.datacenter(dc);
     }

@@ -186,7 +186,7 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
     }
     if shared.cfg.ui {
         if path == "/" {
-            return crate::ui::redirect_to_ui();
+            return crate::ui::redirect_to_ui(&method);
         }
         if crate::ui::is_ui_path(&path) {
             return crate::ui::serve(&path, &method);

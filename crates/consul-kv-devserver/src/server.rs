@@ -30,6 +30,7 @@ pub(crate) struct Config {
     pub(crate) legacy_missing_key_wakeups: bool,
     pub(crate) leader_hold: Duration,
     pub(crate) ui: bool,
+    pub(crate) consul_version: crate::ConsulVersion,
 }
 
 /// One datacenter: its state and its waiters.

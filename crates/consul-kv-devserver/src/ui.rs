@@ -34,7 +34,7 @@ pub(crate) fn serve(path: &str, method: &Method) -> Resp {
         return r;
     }
     if path == "/ui" {
-        return redirect_to_ui();
+        return redirect_to_ui(method);
     }
     let (body, content_type) = match path {
         "/ui/app.js" => (APP_JS, "text/javascript; charset=utf-8"),
@@ -54,9 +54,21 @@ pub(crate) fn serve(path: &str, method: &Method) -> Resp {
     r
 }
 
-/// `/` and `/ui` with the UI on: a 301 to `/ui/`, as a Consul agent with its UI enabled does.
-pub(crate) fn redirect_to_ui() -> Resp {
-    let mut r = empty(StatusCode::MOVED_PERMANENTLY);
+/// `/` and `/ui` with the UI on: a 301 to `/ui/`, as a Consul agent with its UI enabled
+/// answers (Go's `http.Redirect`: a short HTML body for GET and HEAD).
+pub(crate) fn redirect_to_ui(method: &Method) -> Resp {
+    let mut r = if method == Method::GET {
+        let mut r = http::Response::new(http_body_util::Full::new(Bytes::from_static(
+            b"<a href=\"/ui/\">Moved Permanently</a>.\n\n",
+        )));
+        *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        r
+    } else {
+        empty(StatusCode::MOVED_PERMANENTLY)
+    };
+    if method == Method::GET || method == Method::HEAD {
+        set_header(&mut r, "content-type", "text/html; charset=utf-8");
+    }
     set_header(&mut r, "location", "/ui/");
     r
 }
