@@ -9,7 +9,7 @@
 //!
 //! [`GetRequest`], [`RawRequest`], [`ItemsRequest`], [`KeysRequest`], [`SetRequest`],
 //! [`AcquireRequest`], [`ReleaseRequest`], [`DeleteRequest`], [`DeleteTreeRequest`] and
-//! [`TxnRequest`](crate::TxnRequest) (defined in `kv/request.rs` and `txn.rs`).
+//! [`TxnRequest`] (defined in `kv/request.rs` and `txn.rs`).
 //!
 //! # Results
 //!

@@ -152,7 +152,7 @@ impl TxnRequest {
         self.op(TxnOp::set(key, value).with_flags(flags))
     }
 
-    /// `cas`: writes `value` if the key's modify index matches ([`Cas::Absent`]: if the key
+    /// `cas`: writes `value` if the key's modify index matches ([`Cas::Absent`](crate::Cas::Absent): if the key
     /// does not exist).
     pub fn cas(self, key: impl Into<String>, value: impl IntoValue, cas: impl IntoCas) -> Self {
         self.op(TxnOp::cas(key, value, cas.into_cas()))
