@@ -204,3 +204,37 @@ async fn agent_self_reports_the_profile() {
     let r = c.get("/v1/agent/self").await;
     assert_eq!(r.json()["Config"]["Version"], "1.14.11");
 }
+
+/// Every release compresses answers of about 1.4 KB and more when the request accepts gzip,
+/// and leaves small ones (and requests that do not ask) plain; `Vary` is on all of them.
+#[tokio::test]
+async fn gzip_large_answers_when_asked() {
+    let (_s, c, p) = setup("gzip").await;
+    for i in 0..60 {
+        c.put_ok(&format!("/v1/kv/{p}k{i:03}"), vec![b'g'; 64])
+            .await;
+    }
+    let head_of = |resp: &str| {
+        resp.split("\r\n\r\n")
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let ask = |path: String, gzip: bool| {
+        let enc = if gzip {
+            "Accept-Encoding: gzip\r\n"
+        } else {
+            ""
+        };
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{enc}Connection: close\r\n\r\n").into_bytes()
+    };
+    let big = head_of(&c.raw(&ask(format!("/v1/kv/{p}?recurse"), true)).await);
+    assert!(big.starts_with("http/1.1 200"), "{big}");
+    assert!(big.contains("content-encoding: gzip"), "{big}");
+    assert!(big.contains("vary: accept-encoding"), "{big}");
+    let plain = head_of(&c.raw(&ask(format!("/v1/kv/{p}?recurse"), false)).await);
+    assert!(!plain.contains("content-encoding"), "{plain}");
+    let small = head_of(&c.raw(&ask(format!("/v1/kv/{p}k001"), true)).await);
+    assert!(small.starts_with("http/1.1 200"), "{small}");
+    assert!(!small.contains("content-encoding"), "{small}");
+}

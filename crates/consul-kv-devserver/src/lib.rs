@@ -156,8 +156,10 @@ mod blocking;
 mod export;
 mod go;
 mod gojson;
+mod gzip;
 mod listener;
 mod profile;
+mod ratelimit;
 mod reply;
 mod request;
 mod rng;
@@ -167,6 +169,7 @@ mod state;
 mod ui;
 
 pub use profile::{ConsulVersion, UnknownVersion};
+pub use ratelimit::{BadRateLimit, RateLimit};
 use server::{Config, Shared};
 
 /// The Consul version whose behaviour the devserver follows by default (the
@@ -276,6 +279,7 @@ pub struct DevServerBuilder {
     leader_hold: Duration,
     ui: bool,
     consul_version: ConsulVersion,
+    rate_limit: Option<RateLimit>,
 }
 
 impl Default for DevServerBuilder {
@@ -296,6 +300,7 @@ impl Default for DevServerBuilder {
             leader_hold: Duration::from_secs(7),
             ui: true,
             consul_version: ConsulVersion::V1_14,
+            rate_limit: None,
         }
     }
 }
@@ -411,6 +416,15 @@ impl DevServerBuilder {
         self
     }
 
+    /// Enforces a server rate limit like Consul 1.15+ (`limits.request_limits` in
+    /// `enforcing` mode): reads past `read_rate` per second get `429` and writes past
+    /// `write_rate` get `503`, with Consul's texts, before anything is applied. Off by
+    /// default; [`DevServerHandle::set_rate_limit`] changes it while running.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
     /// Binds, loads the data file and starts serving.
     ///
     /// # Errors
@@ -453,6 +467,7 @@ impl DevServerBuilder {
             consul_version: self.consul_version,
         };
         let shared = Arc::new(Shared::new(cfg));
+        shared.limiter.set(self.rate_limit);
         if let Some(dc) = shared.default_dc() {
             dc.lock().import(imported);
         }
@@ -560,6 +575,17 @@ impl DevServerHandle {
     /// false` and a growing `X-Consul-LastContact`; `/v1/status/leader` answers `""`.
     pub fn set_leader(&self, up: bool) {
         self.shared.set_leader(up);
+    }
+
+    /// Turns the rate limiter on with `limit`, or off with `None` (see
+    /// [`DevServerBuilder::rate_limit`]).
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        self.shared.limiter.set(limit);
+    }
+
+    /// How many requests the rate limiter has refused since the server started.
+    pub fn rate_limited(&self) -> u64 {
+        self.shared.limiter.refused()
     }
 
     /// Sets (or clears, with `None`) a fault answered to every `/v1/` request.

@@ -3,7 +3,7 @@
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
 //!                     [--acl-token TOKEN] [--data FILE] [--node-name NAME] [--log-level info]
-//!                     [--no-ui] [--consul-version 1.14|1.21|1.22]
+//!                     [--no-ui] [--consul-version 1.14|1.21|1.22] [--rate-limit READ,WRITE]
 //! ```
 //!
 //! The KV browser is at `http://ADDR/ui/` unless `--no-ui` is given.
@@ -47,6 +47,10 @@ struct Args {
     /// The Consul release to reproduce where releases differ: 1.14 (default), 1.21 or 1.22.
     #[arg(long, value_name = "VERSION", default_value = "1.14")]
     consul_version: consul_kv_devserver::ConsulVersion,
+    /// Enforce a server rate limit like Consul 1.15+: READ,WRITE requests per second
+    /// (e.g. 100,20); reads over it get 429, writes 503, before anything is applied.
+    #[arg(long, value_name = "READ,WRITE")]
+    rate_limit: Option<consul_kv_devserver::RateLimit>,
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -96,6 +100,9 @@ async fn main() -> ExitCode {
         .listen(args.listen)
         .ui(!args.no_ui)
         .consul_version(args.consul_version);
+    if let Some(l) = args.rate_limit {
+        builder = builder.rate_limit(l);
+    }
     for dc in &args.datacenters {
         builder = builder.datacenter(dc);
     }

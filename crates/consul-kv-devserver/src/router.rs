@@ -34,6 +34,15 @@ enum Endpoint {
 }
 
 impl Endpoint {
+    /// Whether the server rate limiter counts this endpoint (the agent's own status and
+    /// self endpoints are answered locally, without an RPC to a server).
+    fn rate_limited(self) -> bool {
+        !matches!(
+            self,
+            Self::StatusLeader | Self::StatusPeers | Self::AgentSelf | Self::CatalogDatacenters
+        )
+    }
+
     fn methods(self) -> &'static [&'static str] {
         match self {
             Self::Kv => &["GET", "PUT", "DELETE"],
@@ -202,6 +211,7 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
         Route::Redirect(to) => return redirect(&to, parts.uri.query(), &method),
         Route::Index => return index(&path),
     };
+    let gzip = crate::gzip::accepts_gzip(&parts.headers);
     let allow = format!("OPTIONS,{}", ep.methods().join(","));
     let mut resp = if method == Method::OPTIONS {
         let mut r = empty(StatusCode::OK);
@@ -213,6 +223,12 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
             format!("method {method} not allowed"),
         );
         set_header(&mut r, "allow", &allow);
+        r
+    } else if let Some(r) = ep
+        .rate_limited()
+        .then(|| shared.limiter.check(method != Method::GET))
+        .flatten()
+    {
         r
     } else {
         let ctx = Ctx {
@@ -226,6 +242,9 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
         dispatch(ep, ctx).await
     };
     set_header(&mut resp, "vary", "Accept-Encoding");
+    if gzip {
+        resp = crate::gzip::compress(resp).await;
+    }
     resp
 }
 

@@ -74,6 +74,7 @@ pub(crate) fn redirect_to_ui(method: &Method) -> Resp {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
