@@ -94,16 +94,40 @@
 //! - Sessions: TTL 10 s … 24 h, invalidated after 2 × TTL; lock-delay 15 s by default,
 //!   applied up to 60 s, numbers under 1000 read as seconds; behaviours `release` / `delete`.
 //!   The agent's node is registered in every datacenter with a passing `serfHealth` check.
-//! - Values larger than 512 KiB get `413`, checked on the bytes actually received.
+//! - Values larger than 512 KiB get `413`: on `Content-Length` always, and on the bytes
+//!   actually received under the 1.21 and 1.22 profiles (below).
+//! - Answers of 1,400 bytes and more are gzip-compressed when the request accepts it.
+//! - With [`DevServerBuilder::rate_limit`] (`--rate-limit READ,WRITE`), Consul 1.15+'s server
+//!   rate limiter: reads over the rate get `429`, writes `503`, with Consul's texts, before
+//!   anything is applied.
+//!
+//! # Consul versions
+//!
+//! [`DevServerBuilder::consul_version`] (`--consul-version`) picks the release reproduced where
+//! releases differ in what a KV client sees:
+//!
+//! | | 1.14 (default) | 1.21 (1.21.5) | 1.22 (and 1.21.6+) |
+//! |---|---|---|---|
+//! | key validation | printable runes only | regex `^[a-zA-Z0-9,_./\-?&=]+$`, else `500 invalid key name, …` | no `..` segment, no `..%2F` / `%2E%2E`, no leading or trailing space, else `400` |
+//! | `PUT /v1/kv` body limit | `Content-Length` only (a chunked body over the limit is stored) | `Content-Length` and bytes received | `Content-Length` and bytes received |
+//! | 413 text links | `www.consul.io/docs/…` | `developer.hashicorp.com/docs/…` | `developer.hashicorp.com/docs/…` |
+//! | `/v1/agent/self` version | `1.14.11` | `1.21.5` | `1.22.0` |
+//!
+//! The 1.14 column is recorded from a real 1.14.11 agent. 1.21.5's regex and text come from
+//! Consul's pull request #22682 and the reports that followed it (#22822, #22835); 1.22's rules
+//! from pull request #22850 and its backports (CVE-2025-11392). Consul has not published 1.22's
+//! exact refusal texts; the devserver's are `key contains path traversal sequence`, `key
+//! contains encoded path traversal sequence` and `key must not begin or end with a space`.
+//! Transaction keys are not validated by any profile.
 //!
 //! # Differences from Consul
 //!
 //! Choices made where the reference marks behaviour UNCONFIRMED, and deliberate gaps:
 //!
-//! - **Key validation** follows the classic profile (Consul ≤ 1.21.4): any key the URL path
-//!   can carry, except non-printable runes (`400`, empty body). The 1.21.5 regex and the
-//!   post-#22850 checks (leading/trailing spaces) are not applied. Keys must be valid UTF-8;
-//!   a path that decodes to invalid UTF-8 or holds a bad `%` escape gets `400 Bad Request`.
+//! - **Key validation** by default follows Consul ≤ 1.21.4 (see the profiles above): any key
+//!   the URL path can carry, except non-printable runes (`400`, empty body). Keys must be
+//!   valid UTF-8; a path that decodes to invalid UTF-8 or holds a bad `%` escape gets
+//!   `400 Bad Request`.
 //! - **Path cleaning** redirects (`301`) on the percent-decoded path, as Go's `ServeMux`
 //!   before 1.22 does; `Location` is the cleaned path re-escaped like Go's `EscapedPath`.
 //! - **Read meta** matches a real Consul 1.14.11 agent: `X-Consul-Index`, `KnownLeader`,
@@ -125,14 +149,15 @@
 //!   at `Content-Length > 0`, so a chunked body is ignored there). Go's JSON error texts are
 //!   approximated; the `Request decode failed: ` prefix and the status are exact.
 //! - **Transactions** support KV operations only; a `Node`, `Service` or `Check` operation
-//!   fails the transaction with `409`.
+//!   fails the transaction with `409` "not supported", also when the op carries the other
+//!   members as `null` (`{"KV":null,"Node":{…}}`, as the Go client sends every op).
 //! - **413 for bodies without `Content-Length`** reports the bytes received before the limit
 //!   tripped, as there is no declared length to quote.
 //! - **Lock-delays and TTL timers** use the server's monotonic clock;
 //!   [`DevServerBuilder::session_ttl_scale`] shortens TTL expiry for tests (devserver only).
 //! - **Tombstones** are reaped only by [`DevServerHandle::reap_tombstones`] (one index, as a
 //!   Raft write would), never on a timer.
-//! - **Not implemented:** gzip (the `Vary: Accept-Encoding` header is sent), the catalog,
+//! - **Not implemented:** the catalog (but `/v1/catalog/datacenters`),
 //!   health and other endpoints (they answer Consul's `404 Invalid URL path` text),
 //!   `?filter`, namespaces and partitions (rejected with Consul CE's `400`).
 
