@@ -506,35 +506,6 @@ async fn value_limit_is_512_kib() {
     assert_eq!(c.get(&format!("/v1/kv/{p}over")).await.status, 404);
 }
 
-/// Devserver-only: the limit applies to the bytes received, not just `Content-Length`
-/// (Consul before 1.21.6 checked only the header).
-#[tokio::test]
-async fn value_limit_applies_to_chunked_bodies() {
-    let (s, c, p) = setup("chunked-limit").await;
-    if !s.is_devserver() {
-        return skip("chunked-limit", "version-dependent on real Consul");
-    }
-    let chunk = vec![b'y'; 64 * 1024];
-    let mut req = format!(
-        "PUT /v1/kv/{p}chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
-    for _ in 0..9 {
-        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        req.extend_from_slice(&chunk);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"0\r\n\r\n");
-    let resp = c.raw(&req).await;
-    assert!(
-        resp.starts_with("HTTP/1.1 413"),
-        "{}",
-        &resp[..resp.len().min(200)]
-    );
-    assert!(resp.contains("too large, max size: 524288 bytes"));
-    assert_eq!(c.get(&format!("/v1/kv/{p}chunked")).await.status, 404);
-}
-
 #[tokio::test]
 async fn percent_encoded_keys_round_trip() {
     let (_s, c, p) = setup("encoding").await;

@@ -6,7 +6,9 @@
 //! its own key prefix. Cases that need devserver test hooks (tombstone reaping, waiter count,
 //! scaled session TTLs, fault and leader switches, several datacenters, ACL mode) print a
 //! note and skip against an external server; they are marked "devserver-only" in their docs.
-//! Cases whose expectation depends on the Consul version say so.
+//! Cases whose expectation depends on the Consul version say so; `profiles` holds the cases
+//! tagged by release (`v1_14_*` run against both servers, `v1_21_*` / `v1_22_*` against the
+//! devserver's `--consul-version` profiles, as those releases cannot be run here).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod blocking;
@@ -14,6 +16,7 @@ mod client;
 mod dc_acl;
 mod http_layer;
 mod kv;
+mod profiles;
 mod session;
 mod txn;
 

@@ -425,3 +425,49 @@ async fn unchanged_set_in_txn_reports_the_old_modify_index() {
     .await;
     assert_eq!(r.json()["Results"][0]["KV"]["ModifyIndex"], before);
 }
+
+/// The Go client's exact shape: every op carries all four members, the unused ones `null`.
+/// A null `KV` is an absent one; the catalog op behind it is then applied (Consul) or refused
+/// with 409 (the devserver, which has no catalog): never dropped with a 200.
+#[tokio::test]
+async fn go_client_shape_with_null_members_is_never_skipped() {
+    let (s, c, p) = setup("txn-go-shape").await;
+    let r = txn(
+        &c,
+        &json!([
+            {"KV": {"Verb": "set", "Key": format!("{p}k"), "Value": b64(b"v"), "Flags": 0,
+                    "Index": 0, "Session": ""},
+             "Node": null, "Service": null, "Check": null},
+            {"KV": null,
+             "Node": {"Verb": "get", "Node": {"Node": "no-such-node-for-txn-test"}},
+             "Service": null, "Check": null},
+        ]),
+    )
+    .await;
+    if s.is_devserver() {
+        let errs = errors(&r);
+        assert_eq!(
+            errs,
+            vec![(
+                1,
+                "Node operations are not supported by the devserver".to_owned()
+            )]
+        );
+        // Rolled back: the KV op of the same transaction was not applied.
+        let g = c.get(&format!("/v1/kv/{p}k")).await;
+        assert_eq!(g.status, 404);
+    } else {
+        // Consul applies the KV op and reports the missing node as the node op's error.
+        assert_eq!(r.status, 409, "{}", r.text());
+        let errs = errors(&r);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, 1);
+    }
+    // A member that is null on its own (no other member) is skipped, as Consul does.
+    let r = txn(
+        &c,
+        &json!([{"KV": null, "Node": null, "Service": null, "Check": null}]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -9,6 +9,7 @@
 
 mod cas;
 mod client;
+mod compat;
 mod kv;
 mod lock;
 mod readme_quickstart;

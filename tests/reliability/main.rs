@@ -11,6 +11,7 @@
 mod bad_input;
 mod faults;
 mod load;
+mod rate_limit;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -11,4 +11,5 @@ pub mod consul;
 pub mod history;
 pub mod proxy;
 pub mod server;
+pub mod webdriver;
 pub mod workloads;

@@ -16,6 +16,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod browser;
 mod consistency;
 mod consul;
 mod fixtures;
@@ -216,6 +217,7 @@ fn ci(_args: &[String]) -> Result {
     } else {
         None
     };
+    browser::ensure();
     run(&cargo, &["test", "--workspace", "--locked"], &[])?;
     consistency::ci_report(&root());
     real_consul_suites(&cargo, consul_bin.as_deref())?;

@@ -6,11 +6,13 @@
 //! - [`fixed`]: the fixed-response server that isolates client overhead.
 //! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
 //! - [`micro`]: proto-only build/parse micro benchmarks.
+//! - [`gzip`]: `items()` with and without gzip against one server.
 //!
 //! Not published; not in the workspace's default members.
 
 pub mod contenders;
 pub mod fixed;
+pub mod gzip;
 pub use consul_kv_bench_harness as harness;
 pub mod micro;
 pub mod serve;

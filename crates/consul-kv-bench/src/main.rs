@@ -10,6 +10,8 @@
 //!     one harness run; prints one JSON result line (flags: see the harness contract)
 //! consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 //!     proto build/parse micro benchmarks; one JSON line each
+//! consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
+//!     items() with and without gzip (an in-process devserver without --target); one JSON line
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -27,6 +29,7 @@ consul-kv-bench serve [--keys N] [--value-size B]
 consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
 consul-kv-bench run --contender consul-kv|floor <contract>
 consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
+consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
 
 <contract>:
 ";
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         "seed" => seed(rest),
         "run" => run(rest),
         "micro" => run_micro(rest),
+        "gzip" => run_gzip(rest),
         "help" | "-h" | "--help" => {
             println!("{HELP}{USAGE}");
             Ok(())
@@ -161,4 +165,41 @@ fn run_micro(args: &[String]) -> Result<(), String> {
         println!("{}", r.to_json());
     }
     Ok(())
+}
+
+fn run_gzip(args: &[String]) -> Result<(), String> {
+    let (mut data, rest) = flags(args, &["--target", "--rounds"])?;
+    if !args.iter().any(|a| a == "--keys") {
+        data.keys = 10_000;
+    }
+    if !args.iter().any(|a| a == "--value-size") {
+        data.value_size = 128;
+    }
+    data.prefix = "bench/gzip/".into();
+    let rounds = match rest.iter().find(|(f, _)| *f == "--rounds") {
+        Some((_, v)) => v.parse::<usize>().map_err(|_| format!("--rounds: {v:?}"))?,
+        None => 50,
+    };
+    let target = rest
+        .iter()
+        .find(|(f, _)| *f == "--target")
+        .map(|(_, v)| v.to_string());
+    runtime()?.block_on(async {
+        let (target, local) = match target {
+            Some(t) => (t, None),
+            None => {
+                let d = consul_kv_devserver::DevServer::builder()
+                    .start()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (d.http_addr(), Some(d))
+            }
+        };
+        let r = consul_kv_bench::gzip::run(&target, &data, rounds, false).await?;
+        println!("{}", r.to_json());
+        if let Some(d) = local {
+            d.shutdown().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
 }

@@ -93,7 +93,7 @@ pub async fn seed(target: &str, data: &Dataset, inflight: usize) -> Result<usize
                     .await
                     .map_err(|e| e.to_string())?
                     .to_bytes();
-                if !status.is_success() || body.as_ref() != b"true" {
+                if !status.is_success() || body.trim_ascii() != b"true" {
                     return Err(format!("PUT {uri}: {status} {body:?}"));
                 }
             }

@@ -8,6 +8,7 @@ use http::StatusCode;
 
 use crate::blocking::{self, Run, Target};
 use crate::go;
+use crate::profile::ConsulVersion;
 use crate::reply::{empty, json, set_header, text, Resp};
 use crate::request::{Authz, BodyError, Ctx, Opts};
 use crate::state::KvWrite;
@@ -22,6 +23,11 @@ pub(crate) async fn kv(ctx: Ctx) -> Resp {
         Err(r) => return r,
     };
     let key = ctx.path.strip_prefix("/v1/kv/").unwrap_or("").to_owned();
+    if !key.is_empty() {
+        if let Some(r) = ctx.shared.cfg.consul_version.refuse_key(&key) {
+            return r;
+        }
+    }
     match ctx.method.as_str() {
         "GET" => get(ctx, opts, key).await,
         "PUT" => put(ctx, opts, key).await,
@@ -44,15 +50,18 @@ fn conflicting(ctx: &Ctx, flags: &[&str]) -> Option<Resp> {
     None
 }
 
-fn too_large(n: u64, max: usize) -> Resp {
+fn too_large(n: u64, max: usize, version: ConsulVersion) -> Resp {
+    let docs = version.kv_limit_docs();
     text(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "Request body({n} bytes) too large, max size: {max} bytes. See \
-             https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size."
-        ),
+        format!("Request body({n} bytes) too large, max size: {max} bytes. See {docs}."),
     )
 }
+
+/// What the devserver accepts at most in a chunked `PUT` under a release that checks only
+/// `Content-Length` (1.14 stores a chunked value over `kv_max_value_size`; the cap keeps the
+/// devserver's memory bounded).
+const CHUNKED_CAP: usize = 64 << 20;
 
 async fn get(ctx: Ctx, opts: Opts, key: String) -> Resp {
     let keys = ctx.query.has("keys");
@@ -225,9 +234,15 @@ async fn put(mut ctx: Ctx, opts: Opts, key: String) -> Resp {
         op = KvWrite::Unlock(ctx.query.get("release").to_owned());
     }
     let max = ctx.shared.cfg.kv_max_value_size;
-    let value = match ctx.read_body(max).await {
+    let version = ctx.shared.cfg.consul_version;
+    let received = if version.limits_received_bytes() {
+        max
+    } else {
+        CHUNKED_CAP.max(max)
+    };
+    let value = match ctx.read_body_within(max, received).await {
         Ok(v) => v,
-        Err(BodyError::TooLarge(n)) => return too_large(n, max),
+        Err(BodyError::TooLarge(n)) => return too_large(n, max, version),
         Err(BodyError::Failed) => return text(StatusCode::BAD_REQUEST, "Request body read failed"),
     };
     let shared = &ctx.shared;

@@ -1,5 +1,5 @@
-//! `/v1/status/leader`, `/v1/status/peers` and `/v1/agent/self`: the few non-KV endpoints
-//! clients probe.
+//! `/v1/status/leader`, `/v1/status/peers`, `/v1/agent/self` and `/v1/catalog/datacenters`:
+//! the few non-KV endpoints clients (and the UI) probe.
 
 use http::StatusCode;
 
@@ -27,6 +27,12 @@ pub(crate) async fn status_peers(ctx: Ctx) -> Resp {
     json(StatusCode::OK, &["127.0.0.1:8300"], opts.pretty)
 }
 
+/// `GET /v1/catalog/datacenters`: every datacenter's name (Consul needs no token for it).
+pub(crate) fn catalog_datacenters(ctx: &Ctx) -> Resp {
+    let names: Vec<&str> = ctx.shared.dcs().iter().map(|d| d.name.as_str()).collect();
+    json(StatusCode::OK, &names, ctx.query.has("pretty"))
+}
+
 pub(crate) fn agent_self(ctx: Ctx) -> Resp {
     let opts = ctx.basic_opts();
     match ctx.shared.authz(&opts.token) {
@@ -44,14 +50,14 @@ pub(crate) fn agent_self(ctx: Ctx) -> Resp {
             "NodeID": s.node_id,
             "Revision": "devserver",
             "Server": true,
-            "Version": crate::CONSUL_VERSION,
+            "Version": s.cfg.consul_version.version(),
             "DevServer": true,
         },
         "Member": {
             "Name": s.cfg.node_name,
             "Addr": "127.0.0.1",
             "Port": 8301,
-            "Tags": { "dc": dc, "role": "consul", "build": crate::CONSUL_VERSION },
+            "Tags": { "dc": dc, "role": "consul", "build": s.cfg.consul_version.version() },
             "Status": 1,
         },
         "Meta": {},

@@ -56,7 +56,10 @@ fn decode_op(v: Value) -> Result<Option<Op>, String> {
     let Some(m) = lower_fields(v, "api.TxnOp")? else {
         return Ok(None);
     };
-    if let Some(kv) = m.get("kv") {
+    // The Go client sends every member, the unused ones as `null`
+    // (`{"KV":null,"Node":{…},"Service":null,"Check":null}`): a null member is an absent one,
+    // as in Consul's `convertOps`, which switches on the first non-nil member.
+    if let Some(kv) = m.get("kv").filter(|v| !v.is_null()) {
         let Some(f) = lower_fields(kv.clone(), "api.KVTxnOp")? else {
             return Ok(None);
         };

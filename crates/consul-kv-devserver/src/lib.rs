@@ -1,12 +1,20 @@
 //! An embedded, Consul-compatible KV, session and transaction server.
 //!
 //! `consul-kv-devserver` starts in milliseconds inside a `#[tokio::test]` (or as a binary) and
-//! answers Consul's HTTP API for `/v1/kv`, `/v1/txn`, `/v1/session/*`, `/v1/status/leader`
-//! and `/v1/agent/self` the way a Consul agent does: statuses, bodies, headers, the Raft-like
+//! answers Consul's HTTP API for `/v1/kv`, `/v1/txn`, `/v1/session/*`, `/v1/status/leader`,
+//! `/v1/catalog/datacenters` and `/v1/agent/self` the way a Consul agent does: statuses, bodies, headers, the Raft-like
 //! index, tombstones, blocking queries with jitter, sessions with TTLs and lock-delays,
 //! several datacenters, an ACL mode and Consul's answers to malformed input. It never panics
 //! on input and never hangs: every blocking query ends at its deadline, and a blocking query
 //! whose client disconnects is dropped at once.
+//!
+//! It also serves a KV browser at `/ui/` (turn it off with [`DevServerBuilder::ui`] or the
+//! binary's `--no-ui`): a key tree by folder, values shown as text, pretty JSON or hex, edits
+//! made with check-and-set on the index shown, folder deletes behind a confirmation, a
+//! datacenter switcher and the sessions list, all following changes live through blocking
+//! queries. The page is three static files compiled into the crate, loads nothing from
+//! elsewhere, renders every key and value as text under a strict content security policy, and
+//! uses only the HTTP API above, sending an ACL token only in `X-Consul-Token`.
 //!
 //! # Use in a test
 //!
@@ -86,16 +94,40 @@
 //! - Sessions: TTL 10 s … 24 h, invalidated after 2 × TTL; lock-delay 15 s by default,
 //!   applied up to 60 s, numbers under 1000 read as seconds; behaviours `release` / `delete`.
 //!   The agent's node is registered in every datacenter with a passing `serfHealth` check.
-//! - Values larger than 512 KiB get `413`, checked on the bytes actually received.
+//! - Values larger than 512 KiB get `413`: on `Content-Length` always, and on the bytes
+//!   actually received under the 1.21 and 1.22 profiles (below).
+//! - Answers of 1,400 bytes and more are gzip-compressed when the request accepts it.
+//! - With [`DevServerBuilder::rate_limit`] (`--rate-limit READ,WRITE`), Consul 1.15+'s server
+//!   rate limiter: reads over the rate get `429`, writes `503`, with Consul's texts, before
+//!   anything is applied.
+//!
+//! # Consul versions
+//!
+//! [`DevServerBuilder::consul_version`] (`--consul-version`) picks the release reproduced where
+//! releases differ in what a KV client sees:
+//!
+//! | | 1.14 (default) | 1.21 (1.21.5) | 1.22 (and 1.21.6+) |
+//! |---|---|---|---|
+//! | key validation | printable runes only | regex `^[a-zA-Z0-9,_./\-?&=]+$`, else `500 invalid key name, …` | no `..` segment, no `..%2F` / `%2E%2E`, no leading or trailing space, else `400` |
+//! | `PUT /v1/kv` body limit | `Content-Length` only (a chunked body over the limit is stored) | `Content-Length` and bytes received | `Content-Length` and bytes received |
+//! | 413 text links | `www.consul.io/docs/…` | `developer.hashicorp.com/docs/…` | `developer.hashicorp.com/docs/…` |
+//! | `/v1/agent/self` version | `1.14.11` | `1.21.5` | `1.22.0` |
+//!
+//! The 1.14 column is recorded from a real 1.14.11 agent. 1.21.5's regex and text come from
+//! Consul's pull request #22682 and the reports that followed it (#22822, #22835); 1.22's rules
+//! from pull request #22850 and its backports (CVE-2025-11392). Consul has not published 1.22's
+//! exact refusal texts; the devserver's are `key contains path traversal sequence`, `key
+//! contains encoded path traversal sequence` and `key must not begin or end with a space`.
+//! Transaction keys are not validated by any profile.
 //!
 //! # Differences from Consul
 //!
 //! Choices made where the reference marks behaviour UNCONFIRMED, and deliberate gaps:
 //!
-//! - **Key validation** follows the classic profile (Consul ≤ 1.21.4): any key the URL path
-//!   can carry, except non-printable runes (`400`, empty body). The 1.21.5 regex and the
-//!   post-#22850 checks (leading/trailing spaces) are not applied. Keys must be valid UTF-8;
-//!   a path that decodes to invalid UTF-8 or holds a bad `%` escape gets `400 Bad Request`.
+//! - **Key validation** by default follows Consul ≤ 1.21.4 (see the profiles above): any key
+//!   the URL path can carry, except non-printable runes (`400`, empty body). Keys must be
+//!   valid UTF-8; a path that decodes to invalid UTF-8 or holds a bad `%` escape gets
+//!   `400 Bad Request`.
 //! - **Path cleaning** redirects (`301`) on the percent-decoded path, as Go's `ServeMux`
 //!   before 1.22 does; `Location` is the cleaned path re-escaped like Go's `EscapedPath`.
 //! - **Read meta** matches a real Consul 1.14.11 agent: `X-Consul-Index`, `KnownLeader`,
@@ -117,14 +149,15 @@
 //!   at `Content-Length > 0`, so a chunked body is ignored there). Go's JSON error texts are
 //!   approximated; the `Request decode failed: ` prefix and the status are exact.
 //! - **Transactions** support KV operations only; a `Node`, `Service` or `Check` operation
-//!   fails the transaction with `409`.
+//!   fails the transaction with `409` "not supported", also when the op carries the other
+//!   members as `null` (`{"KV":null,"Node":{…}}`, as the Go client sends every op).
 //! - **413 for bodies without `Content-Length`** reports the bytes received before the limit
 //!   tripped, as there is no declared length to quote.
 //! - **Lock-delays and TTL timers** use the server's monotonic clock;
 //!   [`DevServerBuilder::session_ttl_scale`] shortens TTL expiry for tests (devserver only).
 //! - **Tombstones** are reaped only by [`DevServerHandle::reap_tombstones`] (one index, as a
 //!   Raft write would), never on a timer.
-//! - **Not implemented:** gzip (the `Vary: Accept-Encoding` header is sent), the catalog,
+//! - **Not implemented:** the catalog (but `/v1/catalog/datacenters`),
 //!   health and other endpoints (they answer Consul's `404 Invalid URL path` text),
 //!   `?filter`, namespaces and partitions (rejected with Consul CE's `400`).
 //!
@@ -153,18 +186,26 @@ mod blocking;
 mod export;
 mod go;
 mod gojson;
+mod gzip;
 mod listener;
+mod profile;
+mod ratelimit;
 mod reply;
 mod request;
 mod rng;
 mod router;
 mod server;
 mod state;
+mod ui;
 
+pub use profile::{ConsulVersion, UnknownVersion};
+pub use ratelimit::{BadRateLimit, RateLimit};
 use server::{Config, Shared};
 
-/// The Consul version whose behaviour the devserver follows; `/v1/agent/self` reports it.
-pub const CONSUL_VERSION: &str = "1.21.4";
+/// The Consul version whose behaviour the devserver follows by default (the
+/// [`ConsulVersion::V1_14`] profile, checked against a real agent); `/v1/agent/self` reports
+/// the version of the profile in use.
+pub const CONSUL_VERSION: &str = "1.14.11";
 
 /// Consul's default `kv_max_value_size` (512 KiB).
 pub const DEFAULT_KV_MAX_VALUE_SIZE: usize = 512 * 1024;
@@ -266,6 +307,9 @@ pub struct DevServerBuilder {
     kv_max_value_size: usize,
     legacy_missing_key_wakeups: bool,
     leader_hold: Duration,
+    ui: bool,
+    consul_version: ConsulVersion,
+    rate_limit: Option<RateLimit>,
 }
 
 impl Default for DevServerBuilder {
@@ -284,6 +328,9 @@ impl Default for DevServerBuilder {
             kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
             legacy_missing_key_wakeups: false,
             leader_hold: Duration::from_secs(7),
+            ui: true,
+            consul_version: ConsulVersion::V1_14,
+            rate_limit: None,
         }
     }
 }
@@ -382,6 +429,32 @@ impl DevServerBuilder {
         self
     }
 
+    /// Serves the KV browser at `/ui/` (default `true`), and redirects `/` there as a Consul
+    /// agent with its UI enabled does. With `false`, `/` answers Consul's "UI disabled" text.
+    /// The page uses only the ordinary HTTP API; see the crate docs.
+    pub fn ui(mut self, on: bool) -> Self {
+        self.ui = on;
+        self
+    }
+
+    /// The Consul release to reproduce where releases differ: key validation, the 413 text,
+    /// the body-size rule and the version `/v1/agent/self` reports (default
+    /// [`ConsulVersion::V1_14`], the release the conformance suite checks against a real
+    /// agent). See [`ConsulVersion`] and the crate docs.
+    pub fn consul_version(mut self, version: ConsulVersion) -> Self {
+        self.consul_version = version;
+        self
+    }
+
+    /// Enforces a server rate limit like Consul 1.15+ (`limits.request_limits` in
+    /// `enforcing` mode): reads past `read_rate` per second get `429` and writes past
+    /// `write_rate` get `503`, with Consul's texts, before anything is applied. Off by
+    /// default; [`DevServerHandle::set_rate_limit`] changes it while running.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.rate_limit = Some(limit);
+        self
+    }
+
     /// Binds, loads the data file and starts serving.
     ///
     /// # Errors
@@ -420,8 +493,11 @@ impl DevServerBuilder {
             kv_max_value_size: self.kv_max_value_size,
             legacy_missing_key_wakeups: self.legacy_missing_key_wakeups,
             leader_hold: self.leader_hold,
+            ui: self.ui,
+            consul_version: self.consul_version,
         };
         let shared = Arc::new(Shared::new(cfg));
+        shared.limiter.set(self.rate_limit);
         if let Some(dc) = shared.default_dc() {
             dc.lock().import(imported);
         }
@@ -529,6 +605,17 @@ impl DevServerHandle {
     /// false` and a growing `X-Consul-LastContact`; `/v1/status/leader` answers `""`.
     pub fn set_leader(&self, up: bool) {
         self.shared.set_leader(up);
+    }
+
+    /// Turns the rate limiter on with `limit`, or off with `None` (see
+    /// [`DevServerBuilder::rate_limit`]).
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        self.shared.limiter.set(limit);
+    }
+
+    /// How many requests the rate limiter has refused since the server started.
+    pub fn rate_limited(&self) -> u64 {
+        self.shared.limiter.refused()
     }
 
     /// Sets (or clears, with `None`) a fault answered to every `/v1/` request.

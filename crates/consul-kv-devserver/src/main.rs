@@ -3,7 +3,10 @@
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
 //!                     [--acl-token TOKEN] [--data FILE] [--node-name NAME] [--log-level info]
+//!                     [--no-ui] [--consul-version 1.14|1.21|1.22] [--rate-limit READ,WRITE]
 //! ```
+//!
+//! The KV browser is at `http://ADDR/ui/` unless `--no-ui` is given.
 //!
 //! Logs go to stderr (level from `--log-level`, else `RUST_LOG` if it is a plain level, else
 //! `info`). SIGINT or SIGTERM stops the server and saves `--data` atomically.
@@ -38,6 +41,16 @@ struct Args {
     /// error, warn, info, debug or trace (default: `RUST_LOG` if it is a plain level, else info).
     #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
     log_level: Option<Level>,
+    /// Do not serve the KV browser at /ui/.
+    #[arg(long)]
+    no_ui: bool,
+    /// The Consul release to reproduce where releases differ: 1.14 (default), 1.21 or 1.22.
+    #[arg(long, value_name = "VERSION", default_value = "1.14")]
+    consul_version: consul_kv_devserver::ConsulVersion,
+    /// Enforce a server rate limit like Consul 1.15+: READ,WRITE requests per second
+    /// (e.g. 100,20); reads over it get 429, writes 503, before anything is applied.
+    #[arg(long, value_name = "READ,WRITE")]
+    rate_limit: Option<consul_kv_devserver::RateLimit>,
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -83,7 +96,13 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let mut builder = DevServer::builder().listen(args.listen);
+    let mut builder = DevServer::builder()
+        .listen(args.listen)
+        .ui(!args.no_ui)
+        .consul_version(args.consul_version);
+    if let Some(l) = args.rate_limit {
+        builder = builder.rate_limit(l);
+    }
     for dc in &args.datacenters {
         builder = builder.datacenter(dc);
     }
@@ -110,6 +129,9 @@ async fn main() -> ExitCode {
         acl = args.acl_token.is_some(),
         "ready"
     );
+    if !args.no_ui {
+        tracing::info!("KV browser at {}/ui/", server.http_addr());
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     match server.shutdown().await {
@@ -164,6 +186,7 @@ mod tests {
         assert!(a.datacenters.is_empty());
         assert_eq!(a.node_name, None);
         assert_eq!(a.log_level, None);
+        assert!(!a.no_ui);
     }
 
     #[test]

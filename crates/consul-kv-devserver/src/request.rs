@@ -169,10 +169,20 @@ impl Ctx {
 
     /// Takes the body, reading at most `limit` bytes.
     pub(crate) async fn read_body(&mut self, limit: usize) -> Result<Bytes, BodyError> {
+        self.read_body_within(limit, limit).await
+    }
+
+    /// Reads the body, refusing a `Content-Length` over `declared` and more than `received`
+    /// bytes actually sent (they differ where a Consul release checks only the header).
+    pub(crate) async fn read_body_within(
+        &mut self,
+        declared: usize,
+        received: usize,
+    ) -> Result<Bytes, BodyError> {
         let Some(body) = self.body.take() else {
             return Ok(Bytes::new());
         };
-        read_body(body, &self.headers, limit).await
+        read_body(body, &self.headers, declared, received).await
     }
 }
 
@@ -273,11 +283,11 @@ async fn drain(mut body: Incoming) -> u64 {
 async fn read_body(
     mut body: Incoming,
     headers: &HeaderMap,
+    declared: usize,
     limit: usize,
 ) -> Result<Bytes, BodyError> {
-    let limit64 = limit as u64;
     if let Some(n) = content_length(headers) {
-        if n > limit64 {
+        if n > declared as u64 {
             drain(body).await;
             return Err(BodyError::TooLarge(n));
         }

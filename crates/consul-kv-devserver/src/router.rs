@@ -30,9 +30,19 @@ enum Endpoint {
     StatusLeader,
     StatusPeers,
     AgentSelf,
+    CatalogDatacenters,
 }
 
 impl Endpoint {
+    /// Whether the server rate limiter counts this endpoint (the agent's own status and
+    /// self endpoints are answered locally, without an RPC to a server).
+    fn rate_limited(self) -> bool {
+        !matches!(
+            self,
+            Self::StatusLeader | Self::StatusPeers | Self::AgentSelf | Self::CatalogDatacenters
+        )
+    }
+
     fn methods(self) -> &'static [&'static str] {
         match self {
             Self::Kv => &["GET", "PUT", "DELETE"],
@@ -42,7 +52,8 @@ impl Endpoint {
             | Self::SessionList
             | Self::StatusLeader
             | Self::StatusPeers
-            | Self::AgentSelf => &["GET"],
+            | Self::AgentSelf
+            | Self::CatalogDatacenters => &["GET"],
         }
     }
 }
@@ -54,6 +65,7 @@ const EXACT: &[(&str, Endpoint)] = &[
     ("/v1/status/leader", Endpoint::StatusLeader),
     ("/v1/status/peers", Endpoint::StatusPeers),
     ("/v1/agent/self", Endpoint::AgentSelf),
+    ("/v1/catalog/datacenters", Endpoint::CatalogDatacenters),
 ];
 
 const SUBTREES: &[(&str, Endpoint)] = &[
@@ -181,6 +193,14 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
     if clean != path {
         return redirect(&clean, parts.uri.query(), &method);
     }
+    if shared.cfg.ui {
+        if path == "/" {
+            return crate::ui::redirect_to_ui(&method);
+        }
+        if crate::ui::is_ui_path(&path) {
+            return crate::ui::serve(&path, &method);
+        }
+    }
     if path.starts_with("/v1/") {
         if let Some(f) = shared.fault() {
             return fault_response(f);
@@ -191,6 +211,7 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
         Route::Redirect(to) => return redirect(&to, parts.uri.query(), &method),
         Route::Index => return index(&path),
     };
+    let gzip = crate::gzip::accepts_gzip(&parts.headers);
     let allow = format!("OPTIONS,{}", ep.methods().join(","));
     let mut resp = if method == Method::OPTIONS {
         let mut r = empty(StatusCode::OK);
@@ -202,6 +223,12 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
             format!("method {method} not allowed"),
         );
         set_header(&mut r, "allow", &allow);
+        r
+    } else if let Some(r) = ep
+        .rate_limited()
+        .then(|| shared.limiter.check(method != Method::GET))
+        .flatten()
+    {
         r
     } else {
         let ctx = Ctx {
@@ -215,6 +242,9 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
         dispatch(ep, ctx).await
     };
     set_header(&mut resp, "vary", "Accept-Encoding");
+    if gzip {
+        resp = crate::gzip::compress(resp).await;
+    }
     resp
 }
 
@@ -231,5 +261,6 @@ async fn dispatch(ep: Endpoint, ctx: Ctx) -> Resp {
         Endpoint::StatusLeader => api_status::status_leader(ctx).await,
         Endpoint::StatusPeers => api_status::status_peers(ctx).await,
         Endpoint::AgentSelf => api_status::agent_self(ctx),
+        Endpoint::CatalogDatacenters => api_status::catalog_datacenters(&ctx),
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) kv_max_value_size: usize,
     pub(crate) legacy_missing_key_wakeups: bool,
     pub(crate) leader_hold: Duration,
+    pub(crate) ui: bool,
+    pub(crate) consul_version: crate::ConsulVersion,
 }
 
 /// One datacenter: its state and its waiters.
@@ -57,6 +59,7 @@ pub(crate) struct Shared {
     leader: watch::Sender<bool>,
     leader_lost: Mutex<Option<Instant>>,
     fault: Mutex<Option<Fault>>,
+    pub(crate) limiter: crate::ratelimit::Limiter,
     rng: Mutex<fastrand::Rng>,
     jitter_rng: Mutex<fastrand::Rng>,
     sweeper: Notify,
@@ -93,6 +96,7 @@ impl Shared {
             leader,
             leader_lost: Mutex::new(None),
             fault: Mutex::new(None),
+            limiter: crate::ratelimit::Limiter::default(),
             rng: Mutex::new(rng),
             jitter_rng: Mutex::new(jitter_rng),
             sweeper: Notify::new(),

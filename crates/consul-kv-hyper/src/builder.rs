@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use proto::{RequestContext, Token};
+use proto::{KeyRules, RequestContext, Token};
 
 use crate::client::{HyperClient, Inner};
 use crate::connect::{Connector, Transport};
@@ -94,6 +94,8 @@ pub struct HyperClientBuilder {
     max_connections: usize,
     idle_timeout: Duration,
     retry: RetryPolicy,
+    key_rules: KeyRules,
+    gzip: bool,
 }
 
 impl Default for HyperClientBuilder {
@@ -110,6 +112,8 @@ impl Default for HyperClientBuilder {
             max_connections: 64,
             idle_timeout: Duration::from_secs(20),
             retry: RetryPolicy::default(),
+            key_rules: KeyRules::Classic,
+            gzip: false,
         }
     }
 }
@@ -147,6 +151,24 @@ impl HyperClientBuilder {
     /// [`token`](Self::token) set at the same level (explicit or environment).
     pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.explicit.token_file = Some(path.into());
+        self
+    }
+
+    /// Which keys are refused before any I/O (default [`KeyRules::Classic`]). Set
+    /// [`KeyRules::Consul122`] to match agents that run Consul 1.21.6+ or 1.22 with key
+    /// validation on: keys they would answer with `400` are refused by the client instead.
+    pub fn key_rules(mut self, rules: KeyRules) -> Self {
+        self.key_rules = rules;
+        self
+    }
+
+    /// Asks for gzip-compressed answers (`Accept-Encoding: gzip`; default off). Consul
+    /// compresses answers of about 1.4 KB and more, which shrinks large `items()` several
+    /// times. The body limit ([`max_body`](Self::max_body)) applies to the decompressed size
+    /// as well as to the bytes received. Needs the `gzip` feature (on by default); without it
+    /// [`build`](Self::build) refuses the setting.
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
         self
     }
 
@@ -357,6 +379,13 @@ impl HyperClientBuilder {
         cx.datacenter = e.datacenter.clone().or_else(|| v.datacenter.clone());
         cx.namespace = e.namespace.clone().or_else(|| v.namespace.clone());
         cx.partition = e.partition.clone().or_else(|| v.partition.clone());
+        cx.key_rules = self.key_rules;
+        if self.gzip && !cfg!(feature = "gzip") {
+            return Err(ConfigError::new(
+                "gzip was asked for, but consul-kv-hyper was built without its `gzip` feature",
+            )
+            .into());
+        }
 
         let transport = match &target.kind {
             TargetKind::Http => Transport::Tcp,
@@ -382,6 +411,7 @@ impl HyperClientBuilder {
             timeout: self.timeout,
             blocking_margin: self.blocking_margin,
             max_body: self.max_body,
+            gzip: self.gzip,
             max_error_body: self.max_error_body,
             retry: self.retry,
             admission: tokio::sync::Semaphore::new(self.max_connections.max(1)),

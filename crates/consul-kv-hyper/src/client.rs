@@ -28,6 +28,8 @@ pub(crate) struct Inner {
     pub(crate) timeout: Duration,
     pub(crate) blocking_margin: Duration,
     pub(crate) max_body: usize,
+    /// Ask for gzip answers and decode them.
+    pub(crate) gzip: bool,
     pub(crate) max_error_body: usize,
     pub(crate) retry: RetryPolicy,
     /// Admission: at most `max_connections` requests in flight; the rest queue (FIFO).
@@ -363,6 +365,12 @@ impl HyperClient {
             elapsed_ms = tracing::field::Empty,
         );
         let mut hreq = self.to_hyper(req).map_err(Failure::unsent)?;
+        if self.inner.gzip {
+            hreq.headers_mut().insert(
+                http::header::ACCEPT_ENCODING,
+                http::HeaderValue::from_static("gzip"),
+            );
+        }
         let capture = capture_connection(&mut hreq);
         let started = Instant::now();
         let mut got_head = false;
@@ -393,6 +401,7 @@ impl HyperClient {
                     inner.max_body
                 };
                 let bytes = read_limited(body, limit).await?;
+                let (parts, bytes) = crate::gzip::decode_response(parts, bytes, limit)?;
                 Ok::<_, Error>(Response::from_parts(parts, bytes))
             };
             tokio::time::timeout(deadline, fut)

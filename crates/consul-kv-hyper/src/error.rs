@@ -204,6 +204,18 @@ impl Error {
             .is_some_and(ResponseError::is_unknown_datacenter)
     }
 
+    /// Whether the key itself was refused: before any I/O
+    /// ([`BuildError::InvalidKey`]) or by the server
+    /// ([`ResponseError::InvalidKey`], Consul 1.21.5's key regex or 1.22's key validation).
+    pub fn is_invalid_key(&self) -> bool {
+        match self {
+            Self::Build(e) => matches!(e, BuildError::InvalidKey { .. }),
+            _ => self
+                .as_response()
+                .is_some_and(ResponseError::is_invalid_key),
+        }
+    }
+
     /// The request this error belongs to, when it came from one.
     pub fn request(&self) -> Option<&RequestTarget> {
         match self {

@@ -73,6 +73,7 @@ mod builder;
 mod client;
 mod connect;
 mod error;
+mod gzip;
 mod retry;
 #[cfg(feature = "rustls")]
 mod tls;

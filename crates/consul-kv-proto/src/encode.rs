@@ -205,6 +205,27 @@ pub fn is_printable(c: char) -> bool {
     )
 }
 
+/// Which keys the client refuses before sending them, to match the servers it talks to.
+///
+/// The default, [`Classic`](Self::Classic), refuses only what every Consul release rejects or
+/// misroutes (see [`validate_key`](crate::validate_key)), so keys that older servers accept
+/// keep working. [`Consul122`](Self::Consul122) adds the key validation of Consul 1.21.6+ and
+/// 1.22 (on unless the agent sets `disable_kv_key_validation`): a path traversal (`..` between
+/// `/` or `\` separators), an encoded one (`..%2F`, `..%5C`, `%2E%2E`, any case), and white
+/// space at either end of the key. Those servers answer such keys with `400`; with this rule
+/// the client says [`KeyError::Traversal`] or [`KeyError::EdgeWhitespace`] without any I/O.
+/// Either way, a server's refusal of a key is typed as
+/// [`ResponseError::InvalidKey`](crate::ResponseError::InvalidKey).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum KeyRules {
+    /// What every release rejects or misroutes (the default).
+    #[default]
+    Classic,
+    /// [`Classic`](Self::Classic) plus Consul 1.22's traversal and edge-space rules.
+    Consul122,
+}
+
 /// How an operation uses a key, which decides whether an empty key is allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyUse {
@@ -218,7 +239,27 @@ pub(crate) enum KeyUse {
 ///
 /// Rejected: an empty key where one is required, a leading `/`, `//`, a `.` or `..` segment
 /// (Go's HTTP router cleans those paths and answers with a redirect), and non-printable runes.
-pub(crate) fn validate_key(key: &str, usage: KeyUse) -> Result<(), KeyError> {
+pub(crate) fn validate_key(key: &str, usage: KeyUse, rules: KeyRules) -> Result<(), KeyError> {
+    classic_key(key, usage)?;
+    if rules == KeyRules::Consul122 && !key.is_empty() {
+        if key.split(['/', '\\']).any(|seg| seg == "..") {
+            return Err(KeyError::Traversal);
+        }
+        let lower = key.to_ascii_lowercase();
+        if ["..%2f", "..%5c", "%2e%2e"]
+            .iter()
+            .any(|p| lower.contains(p))
+        {
+            return Err(KeyError::Traversal);
+        }
+        if key.starts_with(char::is_whitespace) || key.ends_with(char::is_whitespace) {
+            return Err(KeyError::EdgeWhitespace);
+        }
+    }
+    Ok(())
+}
+
+fn classic_key(key: &str, usage: KeyUse) -> Result<(), KeyError> {
     if key.is_empty() {
         return match usage {
             KeyUse::Single => Err(KeyError::Empty),
@@ -244,8 +285,8 @@ pub(crate) fn validate_key(key: &str, usage: KeyUse) -> Result<(), KeyError> {
 }
 
 /// Validates `key` for `usage` and wraps the failure in a [`BuildError`].
-pub(crate) fn check_key(key: &str, usage: KeyUse) -> Result<(), BuildError> {
-    validate_key(key, usage).map_err(|reason| BuildError::InvalidKey {
+pub(crate) fn check_key(key: &str, usage: KeyUse, rules: KeyRules) -> Result<(), BuildError> {
+    validate_key(key, usage, rules).map_err(|reason| BuildError::InvalidKey {
         key: key.to_owned(),
         reason,
     })
@@ -405,8 +446,54 @@ mod tests {
             ("😀/ç", KeyUse::Single, None),
         ];
         for (key, usage, want) in table {
-            assert_eq!(validate_key(key, *usage).err(), *want, "key {key:?}");
+            assert_eq!(
+                validate_key(key, *usage, KeyRules::Classic).err(),
+                *want,
+                "key {key:?}"
+            );
         }
+    }
+
+    #[test]
+    fn consul_1_22_key_rules() {
+        use KeyError::{EdgeWhitespace, Traversal};
+        // (key, classic, 1.22)
+        let table: &[(&str, Option<KeyError>, Option<KeyError>)] = &[
+            ("plain/key", None, None),
+            ("sp ace", None, None),
+            ("con..fig", None, None),
+            ("a.b/..c", None, None),
+            ("foo%2Fbar", None, None),
+            ("ç:;*+%", None, None),
+            (" edge", None, Some(EdgeWhitespace)),
+            ("edge ", None, Some(EdgeWhitespace)),
+            ("a..%2Fb", None, Some(Traversal)),
+            ("a..%2fb", None, Some(Traversal)),
+            ("x%2E%2E/y", None, Some(Traversal)),
+            ("a\\..\\b", None, Some(Traversal)),
+            (
+                "a/../b",
+                Some(KeyError::DotSegment),
+                Some(KeyError::DotSegment),
+            ),
+        ];
+        for (key, classic, strict) in table {
+            assert_eq!(
+                validate_key(key, KeyUse::Single, KeyRules::Classic).err(),
+                *classic,
+                "classic {key:?}"
+            );
+            assert_eq!(
+                validate_key(key, KeyUse::Single, KeyRules::Consul122).err(),
+                *strict,
+                "1.22 {key:?}"
+            );
+        }
+        // An empty prefix stays the whole store under either rule.
+        assert_eq!(
+            validate_key("", KeyUse::Prefix, KeyRules::Consul122),
+            Ok(())
+        );
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub enum KeyError {
         /// The character's code point.
         code_point: u32,
     },
+    /// [`KeyRules::Consul122`](crate::KeyRules::Consul122): the key holds a path traversal
+    /// (`..` between `\\` separators) or an encoded one (`..%2F`, `%2E%2E`).
+    #[error("the key contains a path traversal sequence")]
+    Traversal,
+    /// [`KeyRules::Consul122`](crate::KeyRules::Consul122): the key begins or ends with white
+    /// space.
+    #[error("the key begins or ends with white space")]
+    EdgeWhitespace,
 }
 
 /// A free-form detail behind an error's `source()`.
@@ -255,6 +263,18 @@ pub enum ResponseError {
         #[source]
         message: ServerMessage,
     },
+    /// The server refused the key itself: Consul 1.21.5's key regex (`500 invalid key name,
+    /// …`) or the key validation of 1.21.6+ / 1.22 (`400`, path traversal or edge spaces).
+    /// Repeating it will not help; [`KeyRules::Consul122`](crate::KeyRules::Consul122) makes
+    /// the client refuse such keys before sending them.
+    #[error("invalid key")]
+    InvalidKey {
+        /// `400` or `500`.
+        status: StatusCode,
+        /// Consul's message.
+        #[source]
+        message: ServerMessage,
+    },
     /// `500 invalid session "<id>"` (or `missing session`) on acquire.
     #[error("invalid session")]
     InvalidSession {
@@ -302,7 +322,9 @@ impl ResponseError {
     /// The HTTP status behind this error, when it came from an error status.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Status { status, .. } | Self::RateLimited { status, .. } => Some(*status),
+            Self::Status { status, .. }
+            | Self::RateLimited { status, .. }
+            | Self::InvalidKey { status, .. } => Some(*status),
             Self::PermissionDenied { .. } => Some(StatusCode::FORBIDDEN),
             Self::TxnRolledBack { .. } => Some(StatusCode::CONFLICT),
             Self::TooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
@@ -356,6 +378,11 @@ impl ResponseError {
         matches!(self, Self::UnknownDatacenter { .. })
     }
 
+    /// Whether the server refused the key itself ([`InvalidKey`](Self::InvalidKey)).
+    pub fn is_invalid_key(&self) -> bool {
+        matches!(self, Self::InvalidKey { .. })
+    }
+
     /// The `Retry-After` delay the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -374,6 +401,7 @@ impl ResponseError {
             | Self::NoLeader { message }
             | Self::ServerUnavailable { message }
             | Self::UnknownDatacenter { message }
+            | Self::InvalidKey { message, .. }
             | Self::InvalidSession { message } => message.redact(secret),
             _ => {}
         }
@@ -396,6 +424,9 @@ impl ResponseError {
                     .map(Duration::from_secs),
                 message,
             },
+            400 | 500 if is_invalid_key_text(message.as_str()) => {
+                Self::InvalidKey { status, message }
+            }
             500 if message.as_str().contains("No cluster leader") => Self::NoLeader { message },
             // Consul's `structs.ErrNoDCPath`, also when forwarded ("rpc error: ...").
             500 if message.as_str().contains("No path to datacenter") => {
@@ -416,6 +447,17 @@ impl ResponseError {
             detail: ErrorDetail::new(detail),
         }
     }
+}
+
+/// Consul's refusals of a key: 1.21.5's `invalid key name, keys should respect the "…"
+/// format` (500) and the `key contains …` / `key must not …` / `key cannot …` family of later
+/// releases (400). An answer about the *request* (`Missing key name`) is not one of them.
+fn is_invalid_key_text(m: &str) -> bool {
+    let m = m.trim_start();
+    m.starts_with("invalid key name")
+        || m.starts_with("key contains")
+        || m.starts_with("key must not")
+        || m.starts_with("key cannot")
 }
 
 /// Messages Consul's servers return while leadership changes (seen from a 3-server cluster
@@ -512,6 +554,27 @@ mod tests {
             (400, "Missing key name", false, false, |e| {
                 matches!(e, ResponseError::Status { .. })
             }),
+            (
+                500,
+                r#"invalid key name, keys should respect the "^[a-zA-Z0-9,_./\\-?&=]+$" format"#,
+                false,
+                false,
+                |e| e.is_invalid_key() && e.status() == Some(StatusCode::INTERNAL_SERVER_ERROR),
+            ),
+            (
+                400,
+                "key contains path traversal sequence",
+                false,
+                false,
+                |e| e.is_invalid_key() && e.status() == Some(StatusCode::BAD_REQUEST),
+            ),
+            (
+                400,
+                "key must not begin or end with a space",
+                false,
+                false,
+                |e| e.is_invalid_key(),
+            ),
         ];
         for (status, body, retry, rejected, check) in cases {
             let e = ResponseError::from_status(&resp(*status, body));

@@ -100,7 +100,7 @@ mod value;
 pub mod watch;
 
 pub use duration::{format_go_duration, format_wait, parse_go_duration};
-pub use encode::{decode_path, encode_key, go_quote, is_printable, percent_decode};
+pub use encode::{decode_path, encode_key, go_quote, is_printable, percent_decode, KeyRules};
 pub use error::{
     BuildError, ErrorDetail, KeyError, ResponseError, ServerMessage, TxnErrors, TxnOpError,
     MAX_MESSAGE_BYTES,
@@ -122,6 +122,14 @@ pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 /// # Errors
 /// [`BuildError::InvalidKey`].
 pub fn validate_key(key: &str, single: bool) -> Result<(), BuildError> {
+    validate_key_with(key, single, KeyRules::Classic)
+}
+
+/// [`validate_key`] under the given [`KeyRules`].
+///
+/// # Errors
+/// [`BuildError::InvalidKey`].
+pub fn validate_key_with(key: &str, single: bool, rules: KeyRules) -> Result<(), BuildError> {
     encode::check_key(
         key,
         if single {
@@ -129,5 +137,6 @@ pub fn validate_key(key: &str, single: bool) -> Result<(), BuildError> {
         } else {
             encode::KeyUse::Prefix
         },
+        rules,
     )
 }

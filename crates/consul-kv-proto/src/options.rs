@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::duration::format_wait;
-use crate::encode::Query;
+use crate::encode::{KeyRules, Query};
 use crate::error::BuildError;
 use crate::meta::Index;
 use crate::token::Token;
@@ -36,6 +36,8 @@ pub struct RequestContext {
     pub namespace: Option<String>,
     /// Default admin partition (`?partition=`, Consul Enterprise).
     pub partition: Option<String>,
+    /// Which keys are refused before any I/O (default [`KeyRules::Classic`]).
+    pub key_rules: KeyRules,
 }
 
 impl RequestContext {
@@ -53,6 +55,12 @@ impl RequestContext {
     /// Sets the default datacenter.
     pub fn with_datacenter(mut self, dc: impl Into<String>) -> Self {
         self.datacenter = Some(dc.into());
+        self
+    }
+
+    /// Sets which keys are refused before any I/O.
+    pub fn with_key_rules(mut self, rules: KeyRules) -> Self {
+        self.key_rules = rules;
         self
     }
 }

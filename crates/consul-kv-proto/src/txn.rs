@@ -454,7 +454,7 @@ impl Operation for Txn {
             } else {
                 KeyUse::Single
             };
-            check_key(&op.key, usage)?;
+            check_key(&op.key, usage, cx.key_rules)?;
             wire_ops.push(wire::TxnOp { kv: op.to_wire() });
         }
         let mut q = Query::new();

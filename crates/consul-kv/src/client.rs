@@ -180,6 +180,13 @@ impl ClientBuilder {
         fn tls_server_name(name: impl Into<String>);
         /// Whether to verify the server certificate (default `true`).
         fn tls_verify(verify: bool);
+        /// Which keys are refused before any I/O (default
+        /// [`KeyRules::Classic`](crate::proto::KeyRules::Classic); `Consul122` matches agents
+        /// that validate keys, Consul 1.21.6+ and 1.22).
+        fn key_rules(rules: consul_kv_proto::KeyRules);
+        /// Asks for gzip-compressed answers (default off); the body limit applies to the
+        /// decompressed size.
+        fn gzip(on: bool);
     }
 
     /// Reads the `consul` CLI's environment variables; explicit settings win, whether made

@@ -5,6 +5,7 @@
 //! cargo xtask bench [--quick] [--no-peers] [--update-readme]
 //! cargo xtask bench readme        README's performance section from the last report
 //! cargo xtask bench devserver     the devserver's own benchmark example, if it has one
+//! cargo xtask bench gzip          items() with and without gzip (devserver, CONSUL_HTTP_ADDR)
 //! ```
 //!
 //! 1. Builds (release) `consul-kv-bench` and the peers: the Rust ones from
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 mod build;
 mod cases;
 mod chart;
+mod gzip;
 mod machine;
 mod readme;
 mod report;
@@ -47,6 +49,8 @@ const HELP: &str = "\
 cargo xtask bench [--quick] [--no-peers] [--update-readme]
 cargo xtask bench readme      regenerate README.md's performance section from the last report
 cargo xtask bench devserver   run the devserver's benchmark example
+cargo xtask bench gzip        items() over 10,000 keys with and without gzip (devserver, and
+                              the agent at CONSUL_HTTP_ADDR when set)
   --quick          tiny sizes: a smoke run in well under a minute once built
   --no-peers       only consul-kv and the floor
   --update-readme  also regenerate README.md's performance section";
@@ -67,7 +71,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             "--quick" => quick = true,
             "--no-peers" => peers = false,
             "--update-readme" => update_readme = true,
-            "devserver" | "readme" if sub.is_none() => sub = Some(a.as_str()),
+            "devserver" | "readme" | "gzip" if sub.is_none() => sub = Some(a.as_str()),
             "-h" | "--help" | "help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -77,6 +81,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     }
     match sub {
         Some("devserver") => return devserver_bench(root),
+        Some("gzip") => return gzip::run(root),
         Some("readme") => return readme_from_report(root),
         _ => {}
     }

@@ -279,7 +279,7 @@ fn read_request(
     cx: &RequestContext,
     mode: &[(&str, Option<&str>)],
 ) -> Result<Request<Bytes>, BuildError> {
-    check_key(key, usage)?;
+    check_key(key, usage, cx.key_rules)?;
     let mut q = Query::new();
     for (name, value) in mode {
         match value {
@@ -395,8 +395,439 @@ macro_rules! blocking_read {
 mod read;
 mod write;
 
+<<<<<<< HEAD:crates/consul-kv-proto/src/kv/mod.rs
 pub use read::{Get, GetRaw, ListItems, ListKeys};
 pub use write::{Delete, DeleteMode, Set, SetMode};
+=======
+impl Get {
+    /// Reads `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            opts: ReadOptions::default(),
+        }
+    }
+    read_options_methods!();
+}
+
+impl Operation for Get {
+    type Output = Indexed<Option<KvPair>>;
+
+    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
+        read_request(&self.key, KeyUse::Single, &self.opts, cx, &[])
+    }
+
+    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
+        let (meta, missing) = read_response(&resp)?;
+        if missing {
+            return Ok(Indexed::new(None, meta));
+        }
+        let mut entries = parse_entries(resp.body())?;
+        if entries.len() > 1 {
+            return Err(ResponseError::unexpected(format!(
+                "expected one entry, got {}",
+                entries.len()
+            )));
+        }
+        Ok(Indexed::new(entries.pop(), meta))
+    }
+
+    fn kind(&self) -> OpKind {
+        OpKind::Read
+    }
+
+    fn blocking_wait(&self) -> Option<Duration> {
+        self.opts.index.and(self.opts.wait)
+    }
+}
+blocking_read!(Get, Option<KvPair>);
+
+/// `GET /v1/kv/<key>?raw`: the value bytes alone, with meta. A missing key is `None`.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetRaw {
+    key: String,
+    opts: ReadOptions,
+}
+
+impl GetRaw {
+    /// Reads the raw value of `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            opts: ReadOptions::default(),
+        }
+    }
+    read_options_methods!();
+}
+
+impl Operation for GetRaw {
+    type Output = Indexed<Option<Bytes>>;
+
+    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
+        read_request(&self.key, KeyUse::Single, &self.opts, cx, &[("raw", None)])
+    }
+
+    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
+        let (meta, missing) = read_response(&resp)?;
+        if missing {
+            return Ok(Indexed::new(None, meta));
+        }
+        Ok(Indexed::new(Some(resp.into_body()), meta))
+    }
+
+    fn kind(&self) -> OpKind {
+        OpKind::Read
+    }
+
+    fn blocking_wait(&self) -> Option<Duration> {
+        self.opts.index.and(self.opts.wait)
+    }
+}
+blocking_read!(GetRaw, Option<Bytes>);
+
+/// `GET /v1/kv/<prefix>?recurse`: every entry under a byte prefix (empty = the whole store).
+/// No match is an empty list.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListItems {
+    prefix: String,
+    opts: ReadOptions,
+}
+
+impl ListItems {
+    /// Lists entries under `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            opts: ReadOptions::default(),
+        }
+    }
+    read_options_methods!();
+}
+
+impl Operation for ListItems {
+    type Output = Indexed<Vec<KvPair>>;
+
+    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
+        read_request(
+            &self.prefix,
+            KeyUse::Prefix,
+            &self.opts,
+            cx,
+            &[("recurse", None)],
+        )
+    }
+
+    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
+        let (meta, missing) = read_response(&resp)?;
+        if missing {
+            return Ok(Indexed::new(Vec::new(), meta));
+        }
+        Ok(Indexed::new(parse_entries(resp.body())?, meta))
+    }
+
+    fn kind(&self) -> OpKind {
+        OpKind::Read
+    }
+
+    fn blocking_wait(&self) -> Option<Duration> {
+        self.opts.index.and(self.opts.wait)
+    }
+}
+blocking_read!(ListItems, Vec<KvPair>);
+
+/// `GET /v1/kv/<prefix>?keys[&separator=…]`: key names under a prefix. No match is empty.
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListKeys {
+    prefix: String,
+    separator: Option<String>,
+    opts: ReadOptions,
+}
+
+impl ListKeys {
+    /// Lists key names under `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            separator: None,
+            opts: ReadOptions::default(),
+        }
+    }
+
+    /// Folds keys at the first `separator` after the prefix (as `ls` does with `/`).
+    pub fn separator(mut self, sep: impl Into<String>) -> Self {
+        let sep = sep.into();
+        self.separator = if sep.is_empty() { None } else { Some(sep) };
+        self
+    }
+    read_options_methods!();
+}
+
+impl Operation for ListKeys {
+    type Output = Indexed<Vec<String>>;
+
+    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
+        let sep = self.separator.as_deref();
+        let mut mode: Vec<(&str, Option<&str>)> = vec![("keys", None)];
+        if let Some(s) = sep {
+            if s.chars().any(char::is_control) {
+                return Err(BuildError::option(
+                    "separator",
+                    "contains a control character",
+                ));
+            }
+            mode.push(("separator", Some(s)));
+        }
+        read_request(&self.prefix, KeyUse::Prefix, &self.opts, cx, &mode)
+    }
+
+    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
+        let (meta, missing) = read_response(&resp)?;
+        if missing {
+            return Ok(Indexed::new(Vec::new(), meta));
+        }
+        Ok(Indexed::new(parse_json(resp.body())?, meta))
+    }
+
+    fn kind(&self) -> OpKind {
+        OpKind::Read
+    }
+
+    fn blocking_wait(&self) -> Option<Duration> {
+        self.opts.index.and(self.opts.wait)
+    }
+}
+blocking_read!(ListKeys, Vec<String>);
+
+/// The condition of a [`Set`].
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetMode {
+    /// Unconditional upsert. Keeps any session holding the key.
+    Plain,
+    /// Check-and-set.
+    Cas(Cas),
+    /// Acquire the key's lock for a session (`?acquire=`). **Replaces the value and flags.**
+    Acquire(SessionId),
+    /// Release the key's lock (`?release=`). **Replaces the value and flags.**
+    Release(SessionId),
+}
+
+/// `PUT /v1/kv/<key>`: write raw bytes, optionally with CAS, acquire or release.
+///
+/// The value is sent as the body with `Content-Type: application/octet-stream`; an empty value
+/// is stored as `null`. Acquire and release replace the stored value and flags with this
+/// request's value and flags, as Consul does.
+///
+/// ```
+/// use consul_kv_proto::{kv::{Cas, Set}, Index, Operation, RequestContext};
+/// let op = Set::new("app/a b", "v").cas(Cas::ModifyIndex(Index::new(42)));
+/// let req = op.build(&RequestContext::new()).unwrap();
+/// assert_eq!(req.method(), "PUT");
+/// assert_eq!(req.uri(), "/v1/kv/app/a%20b?cas=42");
+/// ```
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    key: String,
+    value: Bytes,
+    flags: u64,
+    mode: SetMode,
+    opts: WriteOptions,
+}
+
+impl Set {
+    /// Writes `value` to `key`.
+    pub fn new(key: impl Into<String>, value: impl IntoValue) -> Self {
+        Self {
+            key: key.into(),
+            value: value.into_value(),
+            flags: 0,
+            mode: SetMode::Plain,
+            opts: WriteOptions::default(),
+        }
+    }
+
+    /// Acquires `key` for `session`, writing `value`.
+    pub fn acquire(key: impl Into<String>, session: SessionId, value: impl IntoValue) -> Self {
+        Self::new(key, value).mode(SetMode::Acquire(session))
+    }
+
+    /// Releases `key` held by `session`, writing `value`.
+    pub fn release(key: impl Into<String>, session: SessionId, value: impl IntoValue) -> Self {
+        Self::new(key, value).mode(SetMode::Release(session))
+    }
+
+    /// Sets the flags (Consul resets them to 0 on a write without flags).
+    pub fn flags(mut self, flags: u64) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Makes this a check-and-set.
+    pub fn cas(self, cas: impl Into<Cas>) -> Self {
+        self.mode(SetMode::Cas(cas.into()))
+    }
+
+    /// Sets the mode.
+    pub fn mode(mut self, mode: SetMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The value to write.
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+
+    /// Replaces the value.
+    pub fn with_value(mut self, value: impl IntoValue) -> Self {
+        self.value = value.into_value();
+        self
+    }
+    write_options_methods!();
+}
+
+impl Operation for Set {
+    type Output = WriteOutcome;
+
+    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
+        check_key(&self.key, KeyUse::Single, cx.key_rules)?;
+        let mut q = Query::new();
+        if self.flags != 0 {
+            q.num("flags", self.flags);
+        }
+        match &self.mode {
+            SetMode::Plain => {}
+            SetMode::Cas(c) => {
+                q.num("cas", c.raw());
+            }
+            SetMode::Acquire(s) => {
+                q.pair("acquire", s.as_str());
+            }
+            SetMode::Release(s) => {
+                q.pair("release", s.as_str());
+            }
+        }
+        self.opts.write_query(cx, &mut q)?;
+        request(
+            Method::PUT,
+            kv_path(&self.key) + &q.finish(),
+            self.opts.token(cx),
+            Some((self.value.clone(), "application/octet-stream")),
+        )
+    }
+
+    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
+        expect_status(&resp, &[])?;
+        parse_bool_body(resp.body()).map(WriteOutcome::from)
+    }
+
+    fn kind(&self) -> OpKind {
+        OpKind::Write
+    }
+}
+
+/// What a [`Delete`] removes.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteMode {
+    /// One key; `true` even when it did not exist.
+    Key,
+    /// Every key with the byte prefix (`foo` also removes `food`).
+    Tree,
+    /// One key, only if its modify index is still this one (`true` if it does not exist).
+    Cas(Index),
+}
+
+/// `DELETE /v1/kv/<key>`: one key, a prefix, or with CAS.
+///
+/// ```
+/// use consul_kv_proto::{kv::Delete, Operation, RequestContext};
+/// let req = Delete::tree("tmp/").build(&RequestContext::new()).unwrap();
+/// assert_eq!(req.uri(), "/v1/kv/tmp/?recurse");
+/// ```
+#[must_use]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delete {
+    key: String,
+    mode: DeleteMode,
+    opts: WriteOptions,
+}
+
+impl Delete {
+    /// Deletes one key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            mode: DeleteMode::Key,
+            opts: WriteOptions::default(),
+        }
+    }
+
+    /// Deletes every key under `prefix` (empty: the whole store).
+    pub fn tree(prefix: impl Into<String>) -> Self {
+        Self::new(prefix).mode(DeleteMode::Tree)
+    }
+
+    /// Deletes only if the modify index is still `index`. There is no `cas=0` delete: Consul
+    /// never deletes with it, so the type does not allow it.
+    pub fn cas(self, index: impl Into<Index>) -> Self {
+        self.mode(DeleteMode::Cas(index.into()))
+    }
+
+    /// Sets the mode.
+    pub fn mode(mut self, mode: DeleteMode) -> Self {
+        self.mode = mode;
+        self
+    }
+    write_options_methods!();
+}
+
+impl From<&KvPair> for Index {
+    /// The pair's modify index (`1` for a `get-or-empty` echo).
+    fn from(p: &KvPair) -> Self {
+        Self::new(p.modify_index)
+    }
+}
+
+impl Operation for Delete {
+    type Output = WriteOutcome;
+
+    fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
+        let mut q = Query::new();
+        match self.mode {
+            DeleteMode::Key => check_key(&self.key, KeyUse::Single, cx.key_rules)?,
+            DeleteMode::Tree => {
+                check_key(&self.key, KeyUse::Prefix, cx.key_rules)?;
+                q.flag("recurse");
+            }
+            DeleteMode::Cas(i) => {
+                check_key(&self.key, KeyUse::Single, cx.key_rules)?;
+                q.num("cas", i.get());
+            }
+        }
+        self.opts.write_query(cx, &mut q)?;
+        request(
+            Method::DELETE,
+            kv_path(&self.key) + &q.finish(),
+            self.opts.token(cx),
+            None,
+        )
+    }
+
+    fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
+        expect_status(&resp, &[])?;
+        parse_bool_body(resp.body()).map(WriteOutcome::from)
+    }
+
+    fn kind(&self) -> OpKind {
+        OpKind::Write
+    }
+}
+>>>>>>> h-compat:crates/consul-kv-proto/src/kv.rs
 
 /// Serialises the entries the way Consul does (compact JSON array of `DirEntry`).
 pub fn encode_entries(entries: &[KvPair]) -> Result<Vec<u8>, serde_json::Error> {
