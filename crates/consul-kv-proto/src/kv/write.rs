@@ -98,7 +98,7 @@ impl Operation for Set {
     type Output = WriteOutcome;
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        check_key(&self.key, KeyUse::Single)?;
+        check_key(&self.key, KeyUse::Single, cx.key_rules)?;
         let mut q = Query::new();
         if self.flags != 0 {
             q.num("flags", self.flags);
@@ -203,13 +203,13 @@ impl Operation for Delete {
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
         let mut q = Query::new();
         match self.mode {
-            DeleteMode::Key => check_key(&self.key, KeyUse::Single)?,
+            DeleteMode::Key => check_key(&self.key, KeyUse::Single, cx.key_rules)?,
             DeleteMode::Tree => {
-                check_key(&self.key, KeyUse::Prefix)?;
+                check_key(&self.key, KeyUse::Prefix, cx.key_rules)?;
                 q.flag("recurse");
             }
             DeleteMode::Cas(i) => {
-                check_key(&self.key, KeyUse::Single)?;
+                check_key(&self.key, KeyUse::Single, cx.key_rules)?;
                 q.num("cas", i.get());
             }
         }
