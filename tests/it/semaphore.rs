@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use consul_kv::{LockError, LockLost, SEMAPHORE_FLAG};
-use consul_kv_devserver::DevServer;
 use consul_kv_tests::server;
 
-use crate::{client, client_without_retries, prefix, within};
+use crate::{across_a_restart, client, prefix, within};
 
 #[tokio::test]
 async fn limit_is_enforced_in_the_go_layout() {
@@ -135,30 +134,20 @@ async fn foreign_flags_on_the_lock_key_are_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquire_retries_while_the_server_is_down() {
-    let Some(first) = server::start_devserver("semaphore-retry", DevServer::builder()).await else {
+    let p = prefix("semaphore-retry");
+    let Some((acquired, _server)) = across_a_restart("semaphore-retry", |client| {
+        tokio::spawn(
+            client
+                .semaphore(&p, 2)
+                .retry_for(Duration::from_secs(60))
+                .acquire(),
+        )
+    })
+    .await
+    else {
         return;
     };
-    let addr = first.handle().unwrap().addr();
-    let client = client_without_retries(&first);
-    let p = prefix("semaphore-retry");
-    first.shutdown().await;
-
-    let acquiring = tokio::spawn(
-        client
-            .semaphore(&p, 2)
-            .retry_for(Duration::from_secs(60))
-            .acquire(),
-    );
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(
-        !acquiring.is_finished(),
-        "acquire gave up while the server was down"
-    );
-    let _second = server::start_with(DevServer::builder().listen(addr)).await;
-    let slot = within(Duration::from_secs(60), "acquire after restart", acquiring)
-        .await
-        .unwrap()
-        .unwrap();
+    let slot = acquired.unwrap();
     assert!(slot.is_held());
     slot.release().await.unwrap();
 }
