@@ -75,4 +75,4 @@ pub use builder::{ClientBuilder, DEFAULT_ADDRESS};
 pub use client::{CallOptions, HyperClient};
 pub use error::{ConfigError, Error, TransportError};
 pub use retry::RetryPolicy;
-pub use watch::Watcher;
+pub use watch::{WatchStep, Watcher};
