@@ -12,6 +12,7 @@ use consul_kv_proto::{Cas, Index, KvPair, ReadOptions, SessionId, WriteOptions, 
 
 use crate::meta::ConsulMeta;
 use crate::scope::{common_setters, finish_read, read_setters, BoxFuture, Scope};
+use crate::shared_watch::{QuerySpec, Target};
 use crate::txn::Txn;
 use crate::watch::{KeyWatch, PrefixWatch};
 use crate::{Client, Result};
@@ -194,7 +195,7 @@ impl Kv {
     pub fn watch(&self, key: impl Into<String>) -> KeyWatch {
         KeyWatch::new(
             self.client.clone(),
-            op::Get::new(key).with_options(self.scope.read_options()),
+            QuerySpec::new(Target::Key, key.into(), self.scope.read_options()),
         )
     }
 
@@ -203,7 +204,7 @@ impl Kv {
     pub fn watch_prefix(&self, prefix: impl Into<String>) -> PrefixWatch {
         PrefixWatch::new(
             self.client.clone(),
-            op::Items::new(prefix).with_options(self.scope.read_options()),
+            QuerySpec::new(Target::Prefix, prefix.into(), self.scope.read_options()),
         )
     }
 }

@@ -74,6 +74,7 @@
 
 #![deny(missing_docs)]
 
+mod changes;
 mod client;
 pub mod kv;
 mod lock;
@@ -81,6 +82,7 @@ mod meta;
 mod scope;
 mod semaphore;
 pub mod session;
+mod shared_watch;
 mod txn;
 mod watch;
 
@@ -94,6 +96,7 @@ pub use consul_kv_proto::{
     SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
 };
 
+pub use changes::{Change, Changes};
 pub use client::{Client, ClientBuilder};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
 pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
@@ -102,6 +105,7 @@ pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
 pub use txn::{Txn, TxnOutcome};
+pub use shared_watch::{WatchError, WatchHealth};
 pub use watch::{KeyWatch, PrefixWatch};
 
 /// A `Result` whose error is the executor's [`Error`].
