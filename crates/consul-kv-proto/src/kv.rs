@@ -1,4 +1,4 @@
-//! KV operations: [`Get`], [`GetRaw`], [`Items`], [`Keys`], [`Set`] (with CAS, acquire and
+//! KV operations: [`Get`], [`GetRaw`], [`ListItems`], [`ListKeys`], [`Set`] (with CAS, acquire and
 //! release) and [`Delete`].
 
 use std::borrow::Cow;
@@ -476,12 +476,12 @@ blocking_read!(GetRaw, Option<Bytes>);
 /// No match is an empty list.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Items {
+pub struct ListItems {
     prefix: String,
     opts: ReadOptions,
 }
 
-impl Items {
+impl ListItems {
     /// Lists entries under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
@@ -492,7 +492,7 @@ impl Items {
     read_options_methods!();
 }
 
-impl Operation for Items {
+impl Operation for ListItems {
     type Output = Indexed<Vec<KvPair>>;
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
@@ -521,18 +521,18 @@ impl Operation for Items {
         self.opts.index.and(self.opts.wait)
     }
 }
-blocking_read!(Items, Vec<KvPair>);
+blocking_read!(ListItems, Vec<KvPair>);
 
 /// `GET /v1/kv/<prefix>?keys[&separator=…]`: key names under a prefix. No match is empty.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
+pub struct ListKeys {
     prefix: String,
     separator: Option<String>,
     opts: ReadOptions,
 }
 
-impl Keys {
+impl ListKeys {
     /// Lists key names under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
@@ -551,7 +551,7 @@ impl Keys {
     read_options_methods!();
 }
 
-impl Operation for Keys {
+impl Operation for ListKeys {
     type Output = Indexed<Vec<String>>;
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
@@ -585,7 +585,7 @@ impl Operation for Keys {
         self.opts.index.and(self.opts.wait)
     }
 }
-blocking_read!(Keys, Vec<String>);
+blocking_read!(ListKeys, Vec<String>);
 
 /// The condition of a [`Set`].
 #[non_exhaustive]
@@ -854,20 +854,28 @@ mod tests {
                 "/v1/kv/k?consistent&index=42&wait=30s",
             ),
             (GetRaw::new("k").build(&cx).unwrap(), "GET", "/v1/kv/k?raw"),
-            (Items::new("").build(&cx).unwrap(), "GET", "/v1/kv/?recurse"),
             (
-                Items::new("my/prefix/").dc("dc2").build(&cx).unwrap(),
+                ListItems::new("").build(&cx).unwrap(),
+                "GET",
+                "/v1/kv/?recurse",
+            ),
+            (
+                ListItems::new("my/prefix/").dc("dc2").build(&cx).unwrap(),
                 "GET",
                 "/v1/kv/my/prefix/?recurse&dc=dc2",
             ),
-            (Keys::new("p/").build(&cx).unwrap(), "GET", "/v1/kv/p/?keys"),
             (
-                Keys::new("p/").separator("/").build(&cx).unwrap(),
+                ListKeys::new("p/").build(&cx).unwrap(),
+                "GET",
+                "/v1/kv/p/?keys",
+            ),
+            (
+                ListKeys::new("p/").separator("/").build(&cx).unwrap(),
                 "GET",
                 "/v1/kv/p/?keys&separator=%2F",
             ),
             (
-                Keys::new("p/").separator("").build(&cx).unwrap(),
+                ListKeys::new("p/").separator("").build(&cx).unwrap(),
                 "GET",
                 "/v1/kv/p/?keys",
             ),
@@ -943,7 +951,7 @@ mod tests {
         let mut opts = ReadOptions::default();
         opts.common.namespace = Some("team a".into());
         opts.common.partition = Some("p1".into());
-        let req = Items::new("x/")
+        let req = ListItems::new("x/")
             .with_options(opts)
             .build(&RequestContext::new())
             .unwrap();
@@ -975,7 +983,7 @@ mod tests {
                 Err(BuildError::InvalidKey { .. })
             ));
         }
-        assert!(Items::new("").build(&cx).is_ok());
+        assert!(ListItems::new("").build(&cx).is_ok());
         assert!(Delete::tree("").build(&cx).is_ok());
         assert!(matches!(
             Get::new("k").dc("").build(&cx),

@@ -227,7 +227,7 @@ mod tests {
             .header("X-Consul-Index", "100")
             .body(Bytes::from(body))
             .unwrap();
-        consul_kv_proto::kv::Items::new("").parse(resp).unwrap().value.remove(0)
+        consul_kv_proto::kv::ListItems::new("").parse(resp).unwrap().value.remove(0)
     }
 
     fn pair(key: &str, value: &str, index: u64) -> KvPair {

@@ -13,7 +13,7 @@ use consul_kv_proto::{Cas, Index, KvPair, ReadOptions, SessionId, WriteOptions, 
 use crate::meta::ConsulMeta;
 use crate::scope::{common_setters, finish_read, read_setters, BoxFuture, Scope};
 use crate::shared_watch::{QuerySpec, Target};
-use crate::txn::Txn;
+use crate::txn::TxnRequest;
 use crate::watch::{KeyWatch, PrefixWatch};
 use crate::{Client, Result};
 
@@ -76,17 +76,17 @@ impl Kv {
 
     /// Reads one key: `Some(Key)` with its value, flags, indexes, session and meta, or `None`
     /// when it does not exist.
-    pub fn get(&self, key: impl Into<String>) -> Get<'_> {
-        Get {
-            kv: self,
+    pub fn get(&self, key: impl Into<String>) -> GetRequest {
+        GetRequest {
+            kv: self.clone(),
             op: op::Get::new(key).with_options(self.scope.read_options()),
         }
     }
 
     /// Reads the raw value of one key (`?raw`): the bytes only, with the meta.
-    pub fn raw(&self, key: impl Into<String>) -> GetRaw<'_> {
-        GetRaw {
-            kv: self,
+    pub fn raw(&self, key: impl Into<String>) -> RawRequest {
+        RawRequest {
+            kv: self.clone(),
             op: op::GetRaw::new(key).with_options(self.scope.read_options()),
         }
     }
@@ -96,30 +96,30 @@ impl Kv {
     ///
     /// The prefix is a byte prefix: `"app"` also matches `"apple"`. End it with `/` to list a
     /// folder.
-    pub fn items(&self, prefix: impl Into<String>) -> ListItems<'_> {
-        ListItems {
-            kv: self,
-            op: op::Items::new(prefix).with_options(self.scope.read_options()),
+    pub fn items(&self, prefix: impl Into<String>) -> ItemsRequest {
+        ItemsRequest {
+            kv: self.clone(),
+            op: op::ListItems::new(prefix).with_options(self.scope.read_options()),
         }
     }
 
     /// The key names under a byte prefix (`?keys`), with the meta. With
-    /// [`separator`](ListKeys::separator) the names stop after the separator, like folders.
-    pub fn keys(&self, prefix: impl Into<String>) -> ListKeys<'_> {
-        ListKeys {
-            kv: self,
-            op: op::Keys::new(prefix).with_options(self.scope.read_options()),
+    /// [`separator`](KeysRequest::separator) the names stop after the separator, like folders.
+    pub fn keys(&self, prefix: impl Into<String>) -> KeysRequest {
+        KeysRequest {
+            kv: self.clone(),
+            op: op::ListKeys::new(prefix).with_options(self.scope.read_options()),
         }
     }
 
     /// Writes `value` to `key`; resolves to `true` when applied. Add
-    /// [`cas`](Set::cas) to write only if nobody wrote the key in between, and
-    /// [`flags`](Set::flags) to store flags.
+    /// [`cas`](SetRequest::cas) to write only if nobody wrote the key in between, and
+    /// [`flags`](SetRequest::flags) to store flags.
     ///
     /// The value is sent as raw bytes; an empty value is stored as Consul's `null`.
-    pub fn set(&self, key: impl Into<String>, value: impl Into<Bytes>) -> Set<'_> {
-        Set {
-            kv: self,
+    pub fn set(&self, key: impl Into<String>, value: impl Into<Bytes>) -> SetRequest {
+        SetRequest {
+            kv: self.clone(),
             op: op::Set::new(key, value).with_options(self.scope.write_options()),
         }
     }
@@ -128,15 +128,19 @@ impl Kv {
     /// session now holds it.
     ///
     /// **Acquiring replaces the key's value and flags** with this request's
-    /// ([`value`](Acquire::value), default empty, and [`flags`](Acquire::flags), default 0):
+    /// ([`value`](AcquireRequest::value), default empty, and [`flags`](AcquireRequest::flags), default 0):
     /// Consul stores the request body and flags, as for any write. Pass the value you want the
     /// key to hold.
     ///
     /// `false` means another session holds the key, or a lock-delay is in effect (the key then
     /// shows no session).
-    pub fn acquire(&self, key: impl Into<String>, session: impl AsRef<SessionId>) -> Acquire<'_> {
-        Acquire {
-            kv: self,
+    pub fn acquire(
+        &self,
+        key: impl Into<String>,
+        session: impl AsRef<SessionId>,
+    ) -> AcquireRequest {
+        AcquireRequest {
+            kv: self.clone(),
             op: op::Set::acquire(key, session.as_ref().clone(), Bytes::new())
                 .with_options(self.scope.write_options()),
         }
@@ -146,36 +150,40 @@ impl Kv {
     /// released.
     ///
     /// **Releasing replaces the key's value and flags** with this request's
-    /// ([`value`](Release::value), default empty, and [`flags`](Release::flags), default 0).
-    pub fn release(&self, key: impl Into<String>, session: impl AsRef<SessionId>) -> Release<'_> {
-        Release {
-            kv: self,
+    /// ([`value`](ReleaseRequest::value), default empty, and [`flags`](ReleaseRequest::flags), default 0).
+    pub fn release(
+        &self,
+        key: impl Into<String>,
+        session: impl AsRef<SessionId>,
+    ) -> ReleaseRequest {
+        ReleaseRequest {
+            kv: self.clone(),
             op: op::Set::release(key, session.as_ref().clone(), Bytes::new())
                 .with_options(self.scope.write_options()),
         }
     }
 
     /// Deletes one key; resolves to `true` (also when the key did not exist). Add
-    /// [`cas`](Delete::cas) to delete only an unchanged key.
-    pub fn delete(&self, key: impl Into<String>) -> Delete<'_> {
-        Delete {
-            kv: self,
+    /// [`cas`](DeleteRequest::cas) to delete only an unchanged key.
+    pub fn delete(&self, key: impl Into<String>) -> DeleteRequest {
+        DeleteRequest {
+            kv: self.clone(),
             op: op::Delete::new(key).with_options(self.scope.write_options()),
         }
     }
 
     /// Deletes every key under a byte prefix (`?recurse`). `"app"` also deletes `"apple"`;
     /// `""` deletes the whole store.
-    pub fn delete_tree(&self, prefix: impl Into<String>) -> DeleteTree<'_> {
-        DeleteTree {
-            kv: self,
+    pub fn delete_tree(&self, prefix: impl Into<String>) -> DeleteTreeRequest {
+        DeleteTreeRequest {
+            kv: self.clone(),
             op: op::Delete::tree(prefix).with_options(self.scope.write_options()),
         }
     }
 
     /// Starts a transaction (`/v1/txn`): several operations applied atomically.
-    pub fn txn(&self) -> Txn<'_> {
-        Txn::new(self)
+    pub fn txn(&self) -> TxnRequest {
+        TxnRequest::new(self.clone())
     }
 
     /// A leader-election lock on `key`, with this endpoint's datacenter, namespace, partition
@@ -431,9 +439,9 @@ impl<'a> IntoIterator for &'a Keys {
 
 macro_rules! into_future {
     ($ty:ident, $out:ty) => {
-        impl<'a> IntoFuture for $ty<'a> {
+        impl IntoFuture for $ty {
             type Output = Result<$out>;
-            type IntoFuture = BoxFuture<'a, Result<$out>>;
+            type IntoFuture = BoxFuture<'static, Result<$out>>;
             fn into_future(self) -> Self::IntoFuture {
                 Box::pin(self.send())
             }
@@ -446,12 +454,12 @@ macro_rules! read_builder {
         $(#[$doc])*
         #[must_use = "a request does nothing until it is awaited"]
         #[derive(Debug)]
-        pub struct $ty<'a> {
-            kv: &'a Kv,
+        pub struct $ty {
+            kv: Kv,
             op: $op,
         }
 
-        impl<'a> $ty<'a> {
+        impl $ty {
             fn common_mut(&mut self) -> &mut WriteOptions {
                 &mut self.op.options_mut().common
             }
@@ -467,11 +475,11 @@ macro_rules! read_builder {
 
 read_builder!(
     /// A [`Kv::get`] request. Resolves to `Option<Key>`.
-    Get,
+    GetRequest,
     op::Get
 );
 
-impl Get<'_> {
+impl GetRequest {
     /// Sends the request.
     ///
     /// # Errors
@@ -483,19 +491,19 @@ impl Get<'_> {
         Ok(r.value.map(|pair| Key::new(pair, r.meta)))
     }
 }
-into_future!(Get, Option<Key>);
+into_future!(GetRequest, Option<Key>);
 
 read_builder!(
     /// A [`Kv::raw`] request. Resolves to `Option<RawValue>`.
-    GetRaw,
+    RawRequest,
     op::GetRaw
 );
 
-impl GetRaw<'_> {
+impl RawRequest {
     /// Sends the request.
     ///
     /// # Errors
-    /// As [`Get::send`].
+    /// As [`GetRequest::send`].
     pub async fn send(mut self) -> Result<Option<RawValue>> {
         finish_read(self.op.options_mut());
         let r = self.kv.client.exec.execute(&self.op).await?;
@@ -506,34 +514,34 @@ impl GetRaw<'_> {
         }))
     }
 }
-into_future!(GetRaw, Option<RawValue>);
+into_future!(RawRequest, Option<RawValue>);
 
 read_builder!(
     /// A [`Kv::items`] request. Resolves to [`Items`].
-    ListItems,
-    op::Items
+    ItemsRequest,
+    op::ListItems
 );
 
-impl ListItems<'_> {
+impl ItemsRequest {
     /// Sends the request.
     ///
     /// # Errors
-    /// As [`Get::send`]. No key under the prefix is an empty list.
+    /// As [`GetRequest::send`]. No key under the prefix is an empty list.
     pub async fn send(mut self) -> Result<Items> {
         finish_read(self.op.options_mut());
         let r = self.kv.client.exec.execute(&self.op).await?;
         Ok(Items::new(r.value, r.meta))
     }
 }
-into_future!(ListItems, Items);
+into_future!(ItemsRequest, Items);
 
 read_builder!(
     /// A [`Kv::keys`] request. Resolves to [`Keys`].
-    ListKeys,
-    op::Keys
+    KeysRequest,
+    op::ListKeys
 );
 
-impl ListKeys<'_> {
+impl KeysRequest {
     /// Lists names only up to the first `separator` after the prefix (`?separator=`), the way
     /// folders are listed: with `"/"`, `a/b/c` under `a/` is listed as `a/b/`.
     pub fn separator(mut self, separator: impl Into<String>) -> Self {
@@ -544,7 +552,7 @@ impl ListKeys<'_> {
     /// Sends the request.
     ///
     /// # Errors
-    /// As [`Get::send`]. No key under the prefix is an empty list.
+    /// As [`GetRequest::send`]. No key under the prefix is an empty list.
     pub async fn send(mut self) -> Result<Keys> {
         finish_read(self.op.options_mut());
         let r = self.kv.client.exec.execute(&self.op).await?;
@@ -554,7 +562,7 @@ impl ListKeys<'_> {
         })
     }
 }
-into_future!(ListKeys, Keys);
+into_future!(KeysRequest, Keys);
 
 /// A write request resolving to `bool`: `$op` is `op::Set` or `op::Delete`.
 macro_rules! write_builder {
@@ -562,12 +570,12 @@ macro_rules! write_builder {
         $(#[$doc])*
         #[must_use = "a request does nothing until it is awaited"]
         #[derive(Debug)]
-        pub struct $ty<'a> {
-            kv: &'a Kv,
+        pub struct $ty {
+            kv: Kv,
             op: $op,
         }
 
-        impl<'a> $ty<'a> {
+        impl $ty {
             fn common_mut(&mut self) -> &mut WriteOptions {
                 self.op.options_mut()
             }
@@ -601,7 +609,7 @@ macro_rules! write_builder {
 macro_rules! flags_setter {
     ($($ty:ident),*) => {
         $(
-            impl $ty<'_> {
+            impl $ty {
                 /// Sets the flags stored with the value (Consul stores 0 when a write sends
                 /// none).
                 pub fn flags(mut self, flags: u64) -> Self {
@@ -615,12 +623,12 @@ macro_rules! flags_setter {
 
 write_builder!(
     /// A [`Kv::set`] request. Resolves to `bool`: `true` when applied (always, without
-    /// [`cas`](Set::cas)).
-    Set,
+    /// [`cas`](SetRequest::cas)).
+    SetRequest,
     op::Set
 );
 
-impl Set<'_> {
+impl SetRequest {
     /// Makes this a check-and-set: applied only if the key's modify index still equals the
     /// CAS id. Accepts a [`&ConsulMeta`](ConsulMeta) (the seed's `cas=meta`), a
     /// [`&Key`](Key), a [`&KvPair`](KvPair), an [`Index`], or [`Cas::Absent`] to create the
@@ -635,11 +643,11 @@ write_builder!(
     /// A [`Kv::acquire`] request. Resolves to `bool`: `true` when the session holds the key.
     ///
     /// **Acquiring replaces the key's value and flags** with this request's.
-    Acquire,
+    AcquireRequest,
     op::Set
 );
 
-impl Acquire<'_> {
+impl AcquireRequest {
     /// The value the key holds once acquired (default: empty, stored as `null`). Consul
     /// replaces the stored value with it.
     pub fn value(mut self, value: impl Into<Bytes>) -> Self {
@@ -652,12 +660,12 @@ write_builder!(
     /// A [`Kv::release`] request. Resolves to `bool`: `true` when released.
     ///
     /// **Releasing replaces the key's value and flags** with this request's.
-    Release,
+    ReleaseRequest,
     op::Set
 );
-flags_setter!(Set, Acquire, Release);
+flags_setter!(SetRequest, AcquireRequest, ReleaseRequest);
 
-impl Release<'_> {
+impl ReleaseRequest {
     /// The value the key holds once released (default: empty, stored as `null`). Consul
     /// replaces the stored value with it.
     pub fn value(mut self, value: impl Into<Bytes>) -> Self {
@@ -668,11 +676,11 @@ impl Release<'_> {
 
 write_builder!(
     /// A [`Kv::delete`] request. Resolves to `bool`.
-    Delete,
+    DeleteRequest,
     op::Delete
 );
 
-impl Delete<'_> {
+impl DeleteRequest {
     /// Deletes only if the key's modify index still equals the CAS id (a
     /// [`&ConsulMeta`](ConsulMeta), [`&Key`](Key), [`&KvPair`](KvPair) or [`Index`]);
     /// resolves to `false` when someone wrote in between. A key that no longer exists counts
@@ -685,6 +693,6 @@ impl Delete<'_> {
 
 write_builder!(
     /// A [`Kv::delete_tree`] request. Resolves to `bool`.
-    DeleteTree,
+    DeleteTreeRequest,
     op::Delete
 );

@@ -158,7 +158,7 @@ impl Common {
         index: Option<Index>,
         wait: Duration,
     ) -> Result<Indexed<Vec<KvPair>>> {
-        let mut items = op::Items::new(prefix).with_options(self.kv.scope.read_options());
+        let mut items = op::ListItems::new(prefix).with_options(self.kv.scope.read_options());
         if let Some(i) = index {
             items = items.block(i, wait);
         }

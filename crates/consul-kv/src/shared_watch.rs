@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use consul_kv_hyper::{WatchStep, Watcher};
+use consul_kv_hyper::{WatchStep, HyperWatch};
 use consul_kv_proto::{Blocking, Index, Indexed, QueryMeta, ReadOptions, WatchOptions};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -296,7 +296,7 @@ impl Hub {
     where
         O: Blocking + Send + 'static,
         O::Value: Clone + PartialEq + Send + Sync + 'static,
-        Watcher<O>: Send,
+        HyperWatch<O>: Send,
     {
         if !shared {
             return start(client, spec, make_op(spec), Weak::new());
@@ -355,7 +355,7 @@ fn start<O>(
 where
     O: Blocking + Send + 'static,
     O::Value: Clone + PartialEq + Send + Sync + 'static,
-    Watcher<O>: Send,
+    HyperWatch<O>: Send,
 {
     let (tx, rx) = watch::channel(Arc::new(Snapshot::default()));
     let (htx, hrx) = watch::channel(WatchHealth {
@@ -373,9 +373,9 @@ where
     })
 }
 
-/// The query loop: one [`Watcher::step`] after another, published to the subscribers.
+/// The query loop: one [`HyperWatch::step`] after another, published to the subscribers.
 async fn drive<O>(
-    mut watcher: Watcher<O>,
+    mut watcher: HyperWatch<O>,
     tx: watch::Sender<Arc<Snapshot<O::Value>>>,
     health: watch::Sender<WatchHealth>,
 ) where

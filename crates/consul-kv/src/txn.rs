@@ -1,4 +1,4 @@
-//! Transactions: [`Txn`], from [`Kv::txn`](crate::Kv::txn).
+//! Transactions: [`TxnRequest`], from [`Kv::txn`](crate::Kv::txn).
 
 use std::future::IntoFuture;
 
@@ -37,8 +37,8 @@ use crate::{Error, Result};
 /// ```
 #[must_use = "a transaction does nothing until it is awaited"]
 #[derive(Debug)]
-pub struct Txn<'a> {
-    kv: &'a Kv,
+pub struct TxnRequest {
+    kv: Kv,
     ops: Vec<TxnOp>,
     consistency: Consistency,
     opts: WriteOptions,
@@ -79,13 +79,13 @@ impl TxnOutcome {
     }
 }
 
-impl<'a> Txn<'a> {
-    pub(crate) fn new(kv: &'a Kv) -> Self {
+impl TxnRequest {
+    pub(crate) fn new(kv: Kv) -> Self {
         Self {
+            opts: kv.scope.write_options(),
             kv,
             ops: Vec::new(),
             consistency: Consistency::Default,
-            opts: kv.scope.write_options(),
         }
     }
 
@@ -226,9 +226,9 @@ impl<'a> Txn<'a> {
     }
 }
 
-impl<'a> IntoFuture for Txn<'a> {
+impl IntoFuture for TxnRequest {
     type Output = Result<TxnOutcome>;
-    type IntoFuture = BoxFuture<'a, Result<TxnOutcome>>;
+    type IntoFuture = BoxFuture<'static, Result<TxnOutcome>>;
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.send())
     }

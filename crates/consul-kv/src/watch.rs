@@ -56,7 +56,7 @@ where
     fn start<O>(&mut self, make_op: fn(&QuerySpec) -> O) -> &mut Subscription<V>
     where
         O: Blocking<Value = V> + Send + 'static,
-        consul_kv_hyper::Watcher<O>: Send,
+        consul_kv_hyper::HyperWatch<O>: Send,
     {
         if let Self::Init {
             client,
@@ -92,8 +92,8 @@ fn key_op(spec: &QuerySpec) -> op::Get {
     op::Get::new(spec.path.clone()).with_options(spec.read.clone())
 }
 
-fn prefix_op(spec: &QuerySpec) -> op::Items {
-    op::Items::new(spec.path.clone()).with_options(spec.read.clone())
+fn prefix_op(spec: &QuerySpec) -> op::ListItems {
+    op::ListItems::new(spec.path.clone()).with_options(spec.read.clone())
 }
 
 pub(crate) fn default_options() -> WatchOptions {
