@@ -76,6 +76,7 @@
 
 mod changes;
 mod client;
+mod election;
 pub mod kv;
 mod lock;
 mod meta;
@@ -84,6 +85,7 @@ mod semaphore;
 pub mod session;
 mod shared_watch;
 mod txn;
+mod typed_watch;
 mod watch;
 
 pub use bytes::Bytes;
@@ -98,6 +100,7 @@ pub use consul_kv_proto::{
 
 pub use changes::{Change, Changes};
 pub use client::{Client, ClientBuilder};
+pub use election::{Election, FenceError, FencedTxn, Leadership, Observe};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
 pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
 pub use meta::ConsulMeta;
@@ -106,6 +109,7 @@ pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
 pub use txn::{TxnOutcome, TxnRequest};
 pub use shared_watch::{WatchError, WatchHealth};
+pub use typed_watch::{JsonWatch, TreeWatch};
 pub use watch::{KeyWatch, PrefixWatch};
 
 /// A `Result` whose error is the executor's [`Error`].
