@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use consul_kv_proto::txn::{TxnOp, TxnResponse};
-use consul_kv_proto::{Cas, Index, KvPair, SessionId, TxnOpError};
+use consul_kv_proto::{Cas, Consistency, Index, KvPair, SessionId, TxnOpError};
 use futures_core::Stream;
 use tokio::sync::watch;
 
@@ -284,14 +284,15 @@ impl Leadership {
     }
 
     /// Announces a new value without giving up the leadership: one transaction that checks
-    /// the session still holds the key and re-locks it with `value`.
+    /// the session still holds the key and writes `value` to it (a plain write keeps the
+    /// key's session, so the lock stays held).
     ///
     /// # Errors
     /// [`FenceError::NotLeader`] when the key is no longer held by this session; a
     /// [`FenceError::Consul`] error.
     pub async fn proclaim(&self, value: impl Into<Bytes>) -> std::result::Result<(), FenceError> {
         let key = self.key().to_owned();
-        let op = TxnOp::lock(key, value, self.session().clone()).with_flags(LOCK_FLAG);
+        let op = TxnOp::set(key, value).with_flags(LOCK_FLAG);
         self.fenced().op(op).await.map(|_| ())
     }
 
@@ -371,7 +372,7 @@ impl FencedTxn {
     /// # Errors
     /// [`FenceError::NotLeader`], [`FenceError::Conflict`] or [`FenceError::Consul`].
     pub async fn send(self) -> std::result::Result<TxnResponse, FenceError> {
-        let mut txn = self.kv.txn().check_session(self.key, &self.session);
+        let mut txn = self.kv.txn().check_session(self.key.clone(), &self.session);
         for op in self.ops {
             txn = txn.op(op);
         }
@@ -385,6 +386,17 @@ impl FencedTxn {
             }
             TxnOutcome::RolledBack(errors) => {
                 if errors.iter().any(|e| e.op_index == 0) {
+                    return Err(FenceError::NotLeader);
+                }
+                // Consul runs some checks before any operation (a lock-delay on a `lock`,
+                // ACLs): then the fence itself was not evaluated. Ask the key.
+                let holder = self
+                    .kv
+                    .get(self.key.clone())
+                    .consistency(Consistency::Consistent)
+                    .await?
+                    .and_then(|k| k.session.clone());
+                if holder.as_ref() != Some(&self.session) {
                     return Err(FenceError::NotLeader);
                 }
                 Err(FenceError::Conflict(

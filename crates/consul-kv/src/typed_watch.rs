@@ -233,6 +233,36 @@ macro_rules! typed_watch_common {
         where
             T: DeserializeOwned + PartialEq + Clone,
         {
+            /// The `wait` of each blocking request; see [`KeyWatch::wait`].
+            pub fn wait(mut self, wait: std::time::Duration) -> Self {
+                self.watch = self.watch.wait(wait);
+                self
+            }
+
+            /// The rate limit; see [`KeyWatch::min_interval`].
+            pub fn min_interval(mut self, interval: std::time::Duration) -> Self {
+                self.watch = self.watch.min_interval(interval);
+                self
+            }
+
+            /// Every watch option; see [`KeyWatch::options`].
+            pub fn options(mut self, options: crate::WatchOptions) -> Self {
+                self.watch = self.watch.options(options);
+                self
+            }
+
+            /// The consistency mode of the reads; see [`KeyWatch::consistency`].
+            pub fn consistency(mut self, consistency: crate::Consistency) -> Self {
+                self.watch = self.watch.consistency(consistency);
+                self
+            }
+
+            /// Whether the blocking query is shared; see [`KeyWatch::shared`].
+            pub fn shared(mut self, shared: bool) -> Self {
+                self.watch = self.watch.shared(shared);
+                self
+            }
+
             /// The health of the underlying watch; see [`WatchHealth`].
             pub fn health(&self) -> WatchHealth {
                 self.watch.health()
