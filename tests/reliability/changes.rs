@@ -200,6 +200,7 @@ async fn r4c_change_events_are_exact_across_identical_writes_reaps_and_restarts(
     }
     check_batch!("recreate", next);
 
+    assert_eq!(model.len(), keys + 1, "every key and the marker");
     third.shutdown().await.unwrap();
     let _ = std::fs::remove_file(&data);
     figure(

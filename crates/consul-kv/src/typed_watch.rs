@@ -142,7 +142,7 @@ impl<R: PartialEq, T: PartialEq> Last<R, T> {
 ///
 /// ```no_run
 /// # async fn demo(kv: consul_kv::Kv) {
-/// #[derive(Debug, PartialEq, serde::Deserialize)]
+/// #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 /// struct Limits { rps: u32, burst: u32 }
 ///
 /// let mut limits = kv.watch_json::<Limits>("service/api/limits");
@@ -177,9 +177,9 @@ pub struct JsonWatch<T> {
 ///
 /// ```no_run
 /// # async fn demo(kv: consul_kv::Kv) {
-/// #[derive(Debug, PartialEq, serde::Deserialize)]
+/// #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 /// struct Db { host: String, port: u16 }
-/// #[derive(Debug, PartialEq, serde::Deserialize)]
+/// #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 /// struct Settings { greeting: String, db: Db }
 ///
 /// // service/web/greeting = hello

@@ -20,7 +20,7 @@ enum Inner<V> {
     /// Not polled yet: the settings may still change.
     Init {
         client: Client,
-        spec: QuerySpec,
+        spec: Box<QuerySpec>,
         shared: bool,
     },
     /// Subscribed to its (shared) blocking query.
@@ -34,7 +34,7 @@ where
     fn new(client: Client, spec: QuerySpec) -> Self {
         Self::Init {
             client,
-            spec,
+            spec: Box::new(spec),
             shared: true,
         }
     }
