@@ -28,6 +28,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::kv::{KvPair, B64};
+use crate::value::IntoValue;
 
 /// One entry of a `consul kv export` file: key, flags and value.
 ///
@@ -52,11 +53,11 @@ pub struct ExportEntry {
 
 impl ExportEntry {
     /// An entry.
-    pub fn new(key: impl Into<String>, flags: u64, value: impl Into<Bytes>) -> Self {
+    pub fn new(key: impl Into<String>, flags: u64, value: impl IntoValue) -> Self {
         Self {
             key: key.into(),
             flags,
-            value: value.into(),
+            value: value.into_value(),
             namespace: None,
             partition: None,
         }
@@ -84,14 +85,14 @@ impl From<KvPair> for ExportEntry {
     }
 }
 
-impl<K: Into<String>, V: Into<Bytes>> From<(K, V)> for ExportEntry {
+impl<K: Into<String>, V: IntoValue> From<(K, V)> for ExportEntry {
     /// A `(key, value)` pair with flags 0.
     fn from((key, value): (K, V)) -> Self {
         Self::new(key, 0, value)
     }
 }
 
-impl<K: Into<String>, V: Into<Bytes>> From<(K, V, u64)> for ExportEntry {
+impl<K: Into<String>, V: IntoValue> From<(K, V, u64)> for ExportEntry {
     /// A `(key, value, flags)` triple.
     fn from((key, value, flags): (K, V, u64)) -> Self {
         Self::new(key, flags, value)

@@ -8,12 +8,11 @@
 use std::fmt;
 use std::future::IntoFuture;
 
-use bytes::Bytes;
 use consul_kv_proto::batch::{plan, Batch, ChunkError, TxnLimits};
 use consul_kv_proto::export::{rewrite_prefix, ExportEntry};
 use consul_kv_proto::http::StatusCode;
 use consul_kv_proto::txn::{TxnOp, Verb};
-use consul_kv_proto::{Cas, Index, TxnErrors};
+use consul_kv_proto::{Cas, Index, IntoValue, TxnErrors};
 
 use crate::kv::Kv;
 use crate::scope::BoxFuture;
@@ -175,7 +174,7 @@ impl Kv {
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
-        V: Into<Bytes>,
+        V: IntoValue,
     {
         self.put_entries(
             entries
@@ -190,7 +189,7 @@ impl Kv {
     where
         I: IntoIterator<Item = (K, V, u64)>,
         K: Into<String>,
-        V: Into<Bytes>,
+        V: IntoValue,
     {
         self.put_entries(
             entries

@@ -528,7 +528,7 @@ mod tests {
                     .body(bytes::Bytes::from(json))
                     .unwrap();
                 use consul_kv_proto::Operation as _;
-                consul_kv_proto::kv::Items::new("")
+                consul_kv_proto::kv::ListItems::new("")
                     .parse(resp)
                     .unwrap()
                     .value

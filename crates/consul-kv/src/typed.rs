@@ -252,7 +252,7 @@ pub struct SetJsonRequest {
 }
 
 impl SetJsonRequest {
-    /// Makes this a check-and-set, as [`cas`](crate::kv::Set::cas) on [`Kv::set`]: a
+    /// Makes this a check-and-set, as [`cas`](crate::SetRequest::cas) on [`Kv::set`]: a
     /// `&ConsulMeta`, `&Key`, `&KvPair`, an `Index`, or `Cas::Absent` (create only).
     pub fn cas(mut self, cas: impl Into<Cas>) -> Self {
         self.cas = Some(cas.into());
