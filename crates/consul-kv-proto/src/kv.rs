@@ -16,6 +16,7 @@ use crate::meta::{
 };
 use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
+use crate::value::IntoValue;
 use crate::watch::Blocking;
 
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -44,6 +45,23 @@ impl KvPair {
     /// The value, or an empty slice when Consul stores none.
     pub fn value_bytes(&self) -> &[u8] {
         self.value.as_deref().unwrap_or_default()
+    }
+
+    /// The value as UTF-8 text, or `None` when it is not valid UTF-8. A key without a value
+    /// reads as `""`.
+    ///
+    /// ```
+    /// use consul_kv_proto::kv::wire::KvEntry;
+    /// # use consul_kv_proto::{kv::ListItems, Operation};
+    /// # let body = serde_json::to_vec(&[KvEntry::new("a", Some(b"on")), KvEntry::new("b", Some(b"\xff"))]).unwrap();
+    /// # let resp = http::Response::builder().header("X-Consul-Index", "1").body(body.into()).unwrap();
+    /// let pairs = ListItems::new("").parse(resp)?.value;
+    /// assert_eq!(pairs[0].as_str(), Some("on"));
+    /// assert_eq!(pairs[1].as_str(), None); // not UTF-8: read it with value_bytes()
+    /// # Ok::<(), consul_kv_proto::ResponseError>(())
+    /// ```
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.value_bytes()).ok()
     }
 
     /// The CAS token for a write that must see this exact version.
@@ -626,10 +644,10 @@ pub struct Set {
 
 impl Set {
     /// Writes `value` to `key`.
-    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(key: impl Into<String>, value: impl IntoValue) -> Self {
         Self {
             key: key.into(),
-            value: value.into(),
+            value: value.into_value(),
             flags: 0,
             mode: SetMode::Plain,
             opts: WriteOptions::default(),
@@ -637,12 +655,12 @@ impl Set {
     }
 
     /// Acquires `key` for `session`, writing `value`.
-    pub fn acquire(key: impl Into<String>, session: SessionId, value: impl Into<Bytes>) -> Self {
+    pub fn acquire(key: impl Into<String>, session: SessionId, value: impl IntoValue) -> Self {
         Self::new(key, value).mode(SetMode::Acquire(session))
     }
 
     /// Releases `key` held by `session`, writing `value`.
-    pub fn release(key: impl Into<String>, session: SessionId, value: impl Into<Bytes>) -> Self {
+    pub fn release(key: impl Into<String>, session: SessionId, value: impl IntoValue) -> Self {
         Self::new(key, value).mode(SetMode::Release(session))
     }
 
@@ -669,8 +687,8 @@ impl Set {
     }
 
     /// Replaces the value.
-    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
-        self.value = value.into();
+    pub fn with_value(mut self, value: impl IntoValue) -> Self {
+        self.value = value.into_value();
         self
     }
     write_options_methods!();

@@ -53,19 +53,24 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
+//! - [`batch`]: splitting many operations into transactions within Consul's limits.
+//! - [`export`]: the `consul kv export` / `import` JSON format.
 
 #![deny(missing_docs)]
 
 pub use bytes;
 pub use http;
 
+pub mod batch;
 mod encode;
 mod error;
+pub mod export;
 pub mod kv;
 mod meta;
 mod op;
 pub mod session;
 pub mod txn;
+mod value;
 pub mod watch;
 
 pub use encode::{decode_path, encode_key, is_printable};
@@ -80,6 +85,7 @@ pub use meta::{
 };
 pub use op::{OpKind, Operation};
 pub use session::{Behavior, SessionEntry, SessionId};
+pub use value::IntoValue;
 pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 
 /// Checks a key the way every KV operation does before building a request.

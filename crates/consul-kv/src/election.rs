@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use consul_kv_proto::txn::{TxnOp, TxnResponse};
-use consul_kv_proto::{Cas, Consistency, Index, KvPair, SessionId, TxnOpError};
+use consul_kv_proto::{Cas, Consistency, Index, IntoValue, KvPair, SessionId, TxnOpError};
 use futures_core::Stream;
 use tokio::sync::watch;
 
@@ -110,9 +110,8 @@ impl Election {
     /// not a lock, a Consul error, or the session lost while waiting.
     pub async fn campaign(
         &self,
-        value: impl Into<Bytes>,
+        value: impl IntoValue,
     ) -> std::result::Result<Leadership, LockError> {
-        let value = value.into();
         let lock = self.builder.clone().value(value).acquire().await?;
         Ok(Leadership {
             kv: self.kv.clone(),
@@ -290,7 +289,7 @@ impl Leadership {
     /// # Errors
     /// [`FenceError::NotLeader`] when the key is no longer held by this session; a
     /// [`FenceError::Consul`] error.
-    pub async fn proclaim(&self, value: impl Into<Bytes>) -> std::result::Result<(), FenceError> {
+    pub async fn proclaim(&self, value: impl IntoValue) -> std::result::Result<(), FenceError> {
         let key = self.key().to_owned();
         let op = TxnOp::set(key, value).with_flags(LOCK_FLAG);
         self.fenced().op(op).await.map(|_| ())
@@ -338,12 +337,12 @@ impl FencedTxn {
     }
 
     /// `set`: writes `value` to `key`.
-    pub fn set(self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn set(self, key: impl Into<String>, value: impl IntoValue) -> Self {
         self.op(TxnOp::set(key, value))
     }
 
     /// `cas`: writes `value` if the key's modify index matches.
-    pub fn cas(self, key: impl Into<String>, value: impl Into<Bytes>, cas: impl Into<Cas>) -> Self {
+    pub fn cas(self, key: impl Into<String>, value: impl IntoValue, cas: impl Into<Cas>) -> Self {
         self.op(TxnOp::cas(key, value, cas))
     }
 

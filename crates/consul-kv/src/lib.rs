@@ -74,9 +74,11 @@
 
 #![deny(missing_docs)]
 
+mod batch;
 mod changes;
 mod client;
 mod election;
+mod export;
 pub mod kv;
 mod lock;
 mod meta;
@@ -84,8 +86,12 @@ mod scope;
 mod semaphore;
 pub mod session;
 mod shared_watch;
+mod sync;
+mod tree;
 mod txn;
+mod typed;
 mod typed_watch;
+mod update;
 mod watch;
 
 pub use bytes::Bytes;
@@ -94,8 +100,8 @@ pub use consul_kv_proto as proto;
 pub use consul_kv_proto::session::ServiceCheck;
 pub use consul_kv_proto::txn::{TxnOp, TxnResponse};
 pub use consul_kv_proto::{
-    Behavior, BuildError, Cas, Consistency, Index, Indexed, KvPair, QueryMeta, ResponseError,
-    SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
+    Behavior, BuildError, Cas, Consistency, Index, Indexed, IntoValue, KvPair, QueryMeta,
+    ResponseError, SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
 };
 
 pub use changes::{Change, Changes};
@@ -103,7 +109,7 @@ pub use client::{Client, ClientBuilder};
 pub use election::{Election, FenceError, FencedTxn, Leadership, Observe};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
 pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
-pub use meta::ConsulMeta;
+pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
@@ -111,6 +117,18 @@ pub use txn::{TxnOutcome, TxnRequest};
 pub use shared_watch::{WatchError, WatchHealth};
 pub use typed_watch::{JsonWatch, TreeWatch};
 pub use watch::{KeyWatch, PrefixWatch};
+
+// Helpers built on KV: read-modify-write, batches, export / import / sync, typed values.
+pub use batch::{BatchFailure, PutAllError, PutAllProgress, PutAllReport, PutAllRequest};
+pub use consul_kv_proto::batch::TxnLimits;
+pub use consul_kv_proto::export::ExportEntry;
+pub use export::ExportRequest;
+pub use sync::{
+    SyncAction, SyncChange, SyncConflict, SyncError, SyncPlan, SyncReport, SyncRequest,
+};
+pub use tree::{TreeMismatch, TreeRequest};
+pub use typed::{GetJsonRequest, ItemsJsonRequest, JsonError, JsonItem, SetJsonRequest};
+pub use update::{UpdateError, UpdateRequest, DEFAULT_UPDATE_ATTEMPTS};
 
 /// A `Result` whose error is the executor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

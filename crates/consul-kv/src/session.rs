@@ -1,7 +1,7 @@
 //! The session endpoint: [`Sessions`], [`Session`], and the keep-alive [`SessionKeeper`].
 
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::meta::ConsulMeta;
-use crate::scope::{common_setters, finish_read, read_setters, BoxFuture, Scope};
+use crate::scope::{common_setters, finish_read, into_future, read_setters, Scope};
 use crate::{Client, Error, Result};
 
 /// The session endpoint, from [`Client::session`].
@@ -102,8 +102,8 @@ impl Sessions {
     pub fn node(&self, node: impl Into<String>) -> ListNodeSessionsRequest {
         ListNodeSessionsRequest {
             sessions: self.clone(),
-            op: op::ListNodeSessions::new(node).map(|o| o.with_options(self.scope.read_options())),
-            fallback: self.scope.read_options(),
+            node: node.into(),
+            opts: self.scope.read_options(),
         }
     }
 
@@ -243,21 +243,9 @@ impl IntoIterator for SessionList {
 // ---------------------------------------------------------------------------------------------
 // Builders.
 
-macro_rules! into_future {
-    ($ty:ident, $out:ty) => {
-        impl IntoFuture for $ty {
-            type Output = Result<$out>;
-            type IntoFuture = BoxFuture<'static, Result<$out>>;
-            fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.send())
-            }
-        }
-    };
-}
-
 /// A [`Sessions::create`] request. Resolves to a [`Session`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CreateSessionRequest {
     sessions: Sessions,
     op: op::CreateSession,
@@ -344,7 +332,7 @@ into_future!(CreateSessionRequest, Session);
 
 /// A [`Sessions::destroy`] request. Resolves to `bool`.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DestroySessionRequest {
     sessions: Sessions,
     op: op::DestroySession,
@@ -369,7 +357,7 @@ into_future!(DestroySessionRequest, bool);
 
 /// A [`Sessions::renew`] request. Resolves to `Option<SessionEntry>`; `None` means expired.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RenewSessionRequest {
     sessions: Sessions,
     op: op::RenewSession,
@@ -395,7 +383,7 @@ into_future!(RenewSessionRequest, Option<SessionEntry>);
 
 /// A [`Sessions::info`] request. Resolves to `Option<SessionEntry>`.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ReadSessionRequest {
     sessions: Sessions,
     op: op::ReadSession,
@@ -426,24 +414,21 @@ into_future!(ReadSessionRequest, Option<SessionEntry>);
 
 /// A [`Sessions::node`] request. Resolves to a [`SessionList`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ListNodeSessionsRequest {
     sessions: Sessions,
-    op: std::result::Result<op::ListNodeSessions, consul_kv_proto::BuildError>,
-    /// Where the setters write while `op` holds an error.
-    fallback: ReadOptions,
+    /// The node; checked (not empty) when sent.
+    node: String,
+    opts: ReadOptions,
 }
 
 impl ListNodeSessionsRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
-        &mut self.read_mut().common
+        &mut self.opts.common
     }
 
     fn read_mut(&mut self) -> &mut ReadOptions {
-        match &mut self.op {
-            Ok(op) => op.options_mut(),
-            Err(_) => &mut self.fallback,
-        }
+        &mut self.opts
     }
 
     read_setters!();
@@ -452,9 +437,9 @@ impl ListNodeSessionsRequest {
     ///
     /// # Errors
     /// An [`Error`] for an empty node name, a transport failure or an error answer.
-    pub async fn send(self) -> Result<SessionList> {
-        let mut op = self.op?;
-        finish_read(op.options_mut());
+    pub async fn send(mut self) -> Result<SessionList> {
+        finish_read(&mut self.opts);
+        let op = op::ListNodeSessions::new(self.node)?.with_options(self.opts);
         let r = self.sessions.client.exec.execute(&op).await?;
         Ok(SessionList {
             entries: r.value,
@@ -466,7 +451,7 @@ into_future!(ListNodeSessionsRequest, SessionList);
 
 /// A [`Sessions::list`] request. Resolves to a [`SessionList`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ListSessionsRequest {
     sessions: Sessions,
     op: op::ListSessions,

@@ -1,15 +1,9 @@
 //! Live typed configuration: [`JsonWatch`] (one key holding JSON) and [`TreeWatch`] (a prefix
 //! read as a nested structure), from [`Kv::watch_json`] and [`Kv::watch_tree`].
 //!
-//! **The tree mapping** (what [`Kv::watch_tree`] decodes): each key under the prefix, with the
-//! prefix removed, is split on `/` into a path of nested JSON objects; its value becomes the
-//! leaf: parsed as JSON when it is valid JSON (`8080`, `true`, `{"a":1}`, `"quoted"`), else
-//! taken as a string when it is UTF-8 text (`hello world`). Folder keys (ending in `/`) only
-//! create their object; empty path segments are skipped, so `app/` and `app` as prefixes map
-//! `app/db/host` to the same `{"db":{"host":..}}`. The resulting JSON object is then
-//! deserialized into the caller's type with serde, so field names are the key segments
-//! (`#[serde(rename = "db-host")]` for other spellings) and `#[serde(default)]` covers keys that
-//! are absent.
+//! [`Kv::watch_tree`] decodes each answer with the mapping of [`Kv::tree`]: nested keys are
+//! nested fields, values are JSON when they parse and strings otherwise, numbered folders
+//! fill `Vec`s (see [`Kv::tree`] for the details).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -18,89 +12,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use consul_kv_proto::KvPair;
 use futures_core::Stream;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::kv::Kv;
 use crate::shared_watch::{WatchError, WatchHealth};
+use crate::typed::JsonError;
 use crate::watch::{KeyWatch, PrefixWatch};
-
-/// Why a tree could not be built from the keys under a prefix.
-#[derive(Debug, thiserror::Error)]
-enum TreeError {
-    #[error("the key is both a value and a folder of other keys")]
-    Conflict,
-    #[error("the value is neither JSON nor UTF-8 text")]
-    NotText,
-    #[error("a value stored at the prefix itself cannot be merged with the keys under it")]
-    ValueAtRoot,
-}
 
 fn decode_error(key: &str, e: impl std::error::Error + Send + Sync + 'static) -> WatchError {
     WatchError::Decode {
         key: key.to_owned(),
         source: Arc::new(e),
     }
-}
-
-/// A leaf value: JSON if it parses, else UTF-8 text.
-fn leaf(bytes: &[u8]) -> Result<Value, TreeError> {
-    if let Ok(v) = serde_json::from_slice::<Value>(bytes) {
-        return Ok(v);
-    }
-    match std::str::from_utf8(bytes) {
-        Ok(s) => Ok(Value::String(s.to_owned())),
-        Err(_) => Err(TreeError::NotText),
-    }
-}
-
-/// The tree mapping of the module docs: the entries under `prefix` as one JSON object.
-/// An error names the key at fault.
-pub(crate) fn tree_value(prefix: &str, entries: &[KvPair]) -> Result<Value, WatchError> {
-    let mut root = Map::new();
-    for pair in entries {
-        let rel = pair.key.strip_prefix(prefix).unwrap_or(&pair.key);
-        let folder = rel.ends_with('/') || rel.is_empty();
-        let segments: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
-        if segments.is_empty() {
-            if pair.value_bytes().is_empty() {
-                continue;
-            }
-            return Err(decode_error(&pair.key, TreeError::ValueAtRoot));
-        }
-        let (last, parents) = match segments.split_last() {
-            Some(x) => x,
-            None => continue,
-        };
-        let mut node = &mut root;
-        for seg in parents {
-            let child = node
-                .entry((*seg).to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            node = match child {
-                Value::Object(m) => m,
-                _ => return Err(decode_error(&pair.key, TreeError::Conflict)),
-            };
-        }
-        if folder {
-            let child = node
-                .entry((*last).to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !child.is_object() {
-                return Err(decode_error(&pair.key, TreeError::Conflict));
-            }
-            continue;
-        }
-        if node.contains_key(*last) {
-            return Err(decode_error(&pair.key, TreeError::Conflict));
-        }
-        let v = leaf(pair.value_bytes()).map_err(|e| decode_error(&pair.key, e))?;
-        node.insert((*last).to_owned(), v);
-    }
-    Ok(Value::Object(root))
 }
 
 /// What a typed watch yielded last, to yield only changes.
@@ -163,16 +88,15 @@ pub struct JsonWatch<T> {
 
 /// A [`Stream`] of a whole prefix decoded into one type, from [`Kv::watch_tree`].
 ///
-/// The keys under the prefix are mapped to nested JSON objects (the mapping is described in
-/// this module's documentation: nested keys become nested fields, values are JSON when they
-/// parse and strings otherwise) and deserialized into `T`.
+/// The keys under the prefix are decoded into `T` with the mapping of [`Kv::tree`]: nested
+/// keys become nested fields, values are JSON when they parse and strings otherwise.
 ///
 /// **What it yields, exactly:** `Ok(value)` first, then an item only when the decoded value
 /// changes (a rewrite with the same content, a write that changes nothing `T` reads, a
-/// tombstone reap or an index reset yield nothing). When the keys do not map (a key that is
-/// both a value and a folder, a value that is neither JSON nor text) or the tree does not
-/// deserialize into `T`, it yields `Err(WatchError::Decode { key, .. })`, naming the key at
-/// fault when one is (else the prefix), and goes on. Request errors and outages are as for
+/// tombstone reap or an index reset yield nothing). When the keys do not fit `T` (a key that
+/// is both a value and a folder, a value of the wrong type), it yields
+/// `Err(WatchError::Decode { key, .. })` naming the key (or folder, ending in `/`) at fault,
+/// and goes on. Request errors and outages are as for
 /// [`KeyWatch`]; see [`health`](Self::health).
 ///
 /// ```no_run
@@ -363,8 +287,12 @@ where
             if this.last.same_raw(&raw) {
                 continue;
             }
-            let decoded = tree_value(&this.prefix, &list.value).and_then(|tree| {
-                serde_json::from_value::<T>(tree).map_err(|e| decode_error(&this.prefix, e))
+            let decoded = crate::tree::decode_tree::<T>(&this.prefix, &list.value).map_err(|e| {
+                let key = match &e {
+                    JsonError::Tree { key, .. } | JsonError::Decode { key, .. } => key.clone(),
+                    _ => this.prefix.clone(),
+                };
+                decode_error(&key, e)
             });
             match decoded {
                 Ok(v) => {
@@ -381,65 +309,5 @@ where
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use consul_kv_proto::bytes::Bytes;
-    use consul_kv_proto::Operation;
-
-    fn entries(pairs: &[(&str, Option<&str>)]) -> Vec<KvPair> {
-        use base64::Engine as _;
-        let items: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| {
-                let v = v.map_or("null".to_owned(), |v| {
-                    format!("\"{}\"", base64::engine::general_purpose::STANDARD.encode(v))
-                });
-                format!(r#"{{"Key":"{k}","Value":{v},"Flags":0,"CreateIndex":5,"ModifyIndex":5,"LockIndex":0}}"#)
-            })
-            .collect();
-        let resp = consul_kv_proto::http::Response::builder()
-            .status(200)
-            .header("X-Consul-Index", "5")
-            .body(Bytes::from(format!("[{}]", items.join(","))))
-            .unwrap();
-        consul_kv_proto::kv::ListItems::new("").parse(resp).unwrap().value
-    }
-
-    #[test]
-    fn nested_keys_become_nested_objects_with_json_or_text_leaves() {
-        let e = entries(&[
-            ("app/", None),
-            ("app/db/", None),
-            ("app/db/host", Some("db.internal")),
-            ("app/db/port", Some("5432")),
-            ("app/features", Some(r#"["a","b"]"#)),
-            ("app/greeting", Some("hello world")),
-            ("app/quoted", Some(r#""42""#)),
-        ]);
-        let v = tree_value("app/", &e).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({
-                "db": {"host": "db.internal", "port": 5432},
-                "features": ["a", "b"],
-                "greeting": "hello world",
-                "quoted": "42",
-            })
-        );
-        // A prefix without the slash maps the same.
-        assert_eq!(tree_value("app", &e).unwrap(), v);
-    }
-
-    #[test]
-    fn a_key_that_is_both_value_and_folder_is_an_error_naming_it() {
-        let e = entries(&[("app/db", Some("x")), ("app/db/host", Some("h"))]);
-        let err = tree_value("app/", &e).unwrap_err();
-        assert_eq!(err.key(), Some("app/db/host"));
-        assert!(err.to_string().contains("app/db/host"));
     }
 }
