@@ -5,6 +5,7 @@
 //! cargo xtask bench [--quick] [--no-peers] [--update-readme]
 //! cargo xtask bench readme        README's performance section from the last report
 //! cargo xtask bench devserver     the devserver's own benchmark example, if it has one
+//! cargo xtask bench watch         watch fan-out with and without shared queries (bench/watch.rs)
 //! ```
 //!
 //! 1. Builds (release) `consul-kv-bench` and the peers: the Rust ones from
@@ -21,6 +22,8 @@
 //! Std only: processes through `std::process::Command`, JSON read by a small parser below,
 //! the SVG written by hand.
 
+mod watch;
+
 use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -31,6 +34,7 @@ const HELP: &str = "\
 cargo xtask bench [--quick] [--no-peers] [--update-readme]
 cargo xtask bench readme      regenerate README.md's performance section from the last report
 cargo xtask bench devserver   run the devserver's benchmark example
+cargo xtask bench watch       watch fan-out: 1,000 and 10,000 subscribers, shared or not
   --quick          tiny sizes: a smoke run in well under a minute once built
   --no-peers       only consul-kv and the floor
   --update-readme  also regenerate README.md's performance section";
@@ -51,7 +55,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             "--quick" => quick = true,
             "--no-peers" => peers = false,
             "--update-readme" => update_readme = true,
-            "devserver" | "readme" if sub.is_none() => sub = Some(a.as_str()),
+            "devserver" | "readme" | "watch" if sub.is_none() => sub = Some(a.as_str()),
             "-h" | "--help" | "help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -61,6 +65,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     }
     match sub {
         Some("devserver") => return devserver_bench(root),
+        Some("watch") => return watch::run(root),
         Some("readme") => return readme_from_report(root),
         _ => {}
     }

@@ -6,10 +6,12 @@
 //! - [`fixed`]: the fixed-response server that isolates client overhead.
 //! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
 //! - [`micro`]: proto-only build/parse micro benchmarks.
+//! - [`fanout`]: watch fan-out, shared and unshared blocking queries (`cargo xtask bench watch`).
 //!
 //! Not published; not in the workspace's default members.
 
 pub mod contenders;
+pub mod fanout;
 pub mod fixed;
 pub mod harness;
 pub mod micro;

@@ -57,7 +57,12 @@
 //!   can contend for the same keys. Both signal loss, release explicitly, and do no I/O in
 //!   `Drop`.
 //! - [`Kv::watch`] and [`Kv::watch_prefix`] are [`Stream`](futures_core::Stream)s of real
-//!   changes that survive server restarts and index resets.
+//!   changes that survive server restarts and index resets. Watches of one client asking the
+//!   same question share one blocking query; each reports its [`WatchHealth`].
+//!   [`PrefixWatch::changes`] yields per-key [`Change`]s; [`Kv::watch_json`] and
+//!   [`Kv::watch_tree`] yield decoded values.
+//! - [`Client::election`] runs a leader election on a lock key: campaign, proclaim, resign,
+//!   observe, and writes fenced on the leadership ([`Leadership::fenced`]).
 //!
 //! # Errors
 //!
