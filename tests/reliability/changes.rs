@@ -57,7 +57,8 @@ async fn until_marker(changes: &mut Changes, marker: &str, value: &str) -> Vec<S
             .expect("an event within 30 s")
             .expect("the stream goes on");
         let done = c.key() == marker
-            && c.new_pair().is_some_and(|p| p.value_bytes() == value.as_bytes());
+            && c.new_pair()
+                .is_some_and(|p| p.value_bytes() == value.as_bytes());
         got.push(describe(&c));
         if done {
             got.sort();
@@ -71,11 +72,7 @@ async fn r4c_change_events_are_exact_across_identical_writes_reaps_and_restarts(
     let _x = EXCLUSIVE.lock().await;
     let data = std::env::temp_dir().join(format!("consul-kv-r4c-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&data);
-    let first = DevServer::builder()
-        .data_file(&data)
-        .start()
-        .await
-        .unwrap();
+    let first = DevServer::builder().data_file(&data).start().await.unwrap();
     let addr = first.addr();
     let base = first.http_addr();
     let c = client(&base);

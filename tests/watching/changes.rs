@@ -55,7 +55,10 @@ async fn one_update_yields_its_changes_in_key_order_and_identical_writes_yield_n
     .iter()
     .map(describe)
     .collect();
-    assert_eq!(got, [format!("+{p}a=1"), format!("~{p}b=1>2"), format!("+{p}c=3")]);
+    assert_eq!(
+        got,
+        [format!("+{p}a=1"), format!("~{p}b=1>2"), format!("+{p}c=3")]
+    );
 
     // An identical write moves the modify index but is no change; the next event is the
     // marker written after it.
@@ -78,5 +81,8 @@ async fn one_update_yields_its_changes_in_key_order_and_identical_writes_yield_n
         other => panic!("expected a delete, got {other:?}"),
     }
     let view: Vec<String> = changes.view().map(|p| p.key.clone()).collect();
-    assert_eq!(view, [format!("{p}a"), format!("{p}c"), format!("{p}marker")]);
+    assert_eq!(
+        view,
+        [format!("{p}a"), format!("{p}c"), format!("{p}marker")]
+    );
 }

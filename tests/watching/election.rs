@@ -6,7 +6,7 @@ use std::time::Duration;
 use consul_kv::{Bytes, Election, FenceError, Observe, LOCK_FLAG};
 use consul_kv_tests::server;
 
-use crate::{client, prefix, within};
+use crate::{client, prefix, sessions_ready, within};
 
 async fn observed(o: &mut Observe) -> Option<Bytes> {
     within(Duration::from_secs(20), "an observed leader", o.next())
@@ -36,6 +36,7 @@ fn election(c: &consul_kv::Client, key: &str) -> Election {
 async fn campaign_observe_proclaim_resign() {
     let server = server::start().await;
     let c = client(&server);
+    sessions_ready(&c).await;
     let key = format!("{}leader", prefix("election"));
     let e = election(&c, &key);
     let mut o = e.observe();
@@ -75,6 +76,7 @@ async fn campaign_observe_proclaim_resign() {
 async fn fenced_writes_tell_a_lost_leadership_from_a_cas_conflict() {
     let server = server::start().await;
     let c = client(&server);
+    sessions_ready(&c).await;
     let p = prefix("fence");
     let key = format!("{p}leader");
     let data = format!("{p}data");
@@ -91,7 +93,10 @@ async fn fenced_writes_tell_a_lost_leadership_from_a_cas_conflict() {
     match leader.fenced().cas(&data, "3", &stored).await {
         Err(FenceError::Conflict(errors)) => {
             assert_eq!(errors.len(), 1);
-            assert_eq!(errors[0].op_index, 0, "indexes count the caller's operations");
+            assert_eq!(
+                errors[0].op_index, 0,
+                "indexes count the caller's operations"
+            );
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
@@ -113,6 +118,7 @@ async fn fenced_writes_tell_a_lost_leadership_from_a_cas_conflict() {
 async fn a_go_style_lock_holder_is_seen_as_the_leader() {
     let server = server::start().await;
     let c = client(&server);
+    sessions_ready(&c).await;
     let key = format!("{}leader", prefix("go-lock"));
     let kv = c.kv();
     let session = c
@@ -143,10 +149,14 @@ async fn a_go_style_lock_holder_is_seen_as_the_leader() {
         .flags(LOCK_FLAG)
         .await
         .unwrap());
-    let leader = within(Duration::from_secs(20), "elected after the Go release", rust)
-        .await
-        .unwrap()
-        .unwrap();
+    let leader = within(
+        Duration::from_secs(20),
+        "elected after the Go release",
+        rust,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     observe_until(&mut o, Some("rust-process")).await;
     assert!(leader.resign().await.unwrap());
     observe_until(&mut o, None).await;

@@ -64,3 +64,34 @@ pub(crate) async fn until(d: Duration, what: &str, mut cond: impl FnMut() -> boo
     })
     .await;
 }
+
+/// Waits until the server can create sessions: a freshly started real agent answers
+/// `500 Missing node registration` until its node is registered in the catalog.
+pub(crate) async fn sessions_ready(c: &Client) {
+    within(
+        Duration::from_secs(30),
+        "the agent accepts sessions",
+        async {
+            loop {
+                match c.session().create().ttl(Duration::from_secs(10)).await {
+                    Ok(s) => {
+                        let _ = c.session().destroy(&s).await;
+                        return;
+                    }
+                    Err(e) if e.to_string().contains("node registration") || e.is_retryable() => {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => {
+                        let source = std::error::Error::source(&e).map(ToString::to_string);
+                        if source.is_some_and(|s| s.contains("node registration")) {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        } else {
+                            panic!("session create: {e}");
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .await;
+}

@@ -111,7 +111,9 @@ async fn watch_tree_maps_nested_keys_and_reloads_on_change() {
     // A rewrite of the same value, and a key the type does not read: no reload.
     kv.set(format!("{p}db/port"), "5432").await.unwrap();
     kv.set(format!("{p}unused"), "x").await.unwrap();
-    kv.set(format!("{p}features"), r#"["a","b"]"#).await.unwrap();
+    kv.set(format!("{p}features"), r#"["a","b"]"#)
+        .await
+        .unwrap();
     let s = next_tree(&mut w).await.unwrap();
     assert_eq!(s.features, ["a", "b"]);
 

@@ -221,14 +221,16 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutResult, String> {
     };
     // Let every query get back to blocking before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let answers = |h: &[watch::Receiver<WatchHealth>]| -> u64 {
-        h.iter().map(|r| r.borrow().answers).sum()
-    };
+    let answers =
+        |h: &[watch::Receiver<WatchHealth>]| -> u64 { h.iter().map(|r| r.borrow().answers).sum() };
     let before = answers(&health);
     let started = Instant::now();
     let mut missed = 0;
     for i in 0..cfg.writes {
-        let at = started + cfg.interval.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
+        let at = started
+            + cfg
+                .interval
+                .saturating_mul(u32::try_from(i).unwrap_or(u32::MAX));
         tokio::time::sleep_until(at.into()).await;
         let j = i % keys;
         let expected = (0..cfg.subscribers).filter(|s| s % keys == j).count();
@@ -250,12 +252,8 @@ pub async fn run(cfg: FanoutConfig) -> Result<FanoutResult, String> {
     for t in &tasks {
         t.abort();
     }
-    let mut samples_us = std::mem::take(
-        &mut *board
-            .samples
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    );
+    let mut samples_us =
+        std::mem::take(&mut *board.samples.lock().unwrap_or_else(PoisonError::into_inner));
     samples_us.sort_unstable();
     let mut all_woke_us: Vec<u64> = board
         .slowest

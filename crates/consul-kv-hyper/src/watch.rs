@@ -104,7 +104,10 @@ where
             self.watch.handle_failure(Instant::now());
         }
         let req = loop {
-            match self.watch.poll_request(Instant::now(), self.client.context()) {
+            match self
+                .watch
+                .poll_request(Instant::now(), self.client.context())
+            {
                 Err(e) => return WatchStep::Failed(Error::Build(e)),
                 Ok(Some(req)) => break req,
                 Ok(None) => {
@@ -135,9 +138,11 @@ where
             Ok(resp) => match self.watch.handle_response(now, resp) {
                 Ok(Some(change)) => WatchStep::Changed(change),
                 // `handle_response` records the meta of every answer it accepts.
-                Ok(None) => WatchStep::Unchanged(self.watch.last_meta().cloned().unwrap_or_else(
-                    || QueryMeta::with_index(self.watch.index().unwrap_or(Index::new(1))),
-                )),
+                Ok(None) => {
+                    WatchStep::Unchanged(self.watch.last_meta().cloned().unwrap_or_else(|| {
+                        QueryMeta::with_index(self.watch.index().unwrap_or(Index::new(1)))
+                    }))
+                }
                 Err(mut e) => {
                     if let Some(t) = &secret {
                         e.redact(t);

@@ -185,11 +185,8 @@ impl Stream for Changes {
                 // Errors are reported through the health, not as changes.
                 Poll::Ready(Some(Err(_))) => {}
                 Poll::Ready(Some(Ok(list))) => {
-                    let new: BTreeMap<String, KvPair> = list
-                        .value
-                        .into_iter()
-                        .map(|p| (p.key.clone(), p))
-                        .collect();
+                    let new: BTreeMap<String, KvPair> =
+                        list.value.into_iter().map(|p| (p.key.clone(), p)).collect();
                     this.pending.extend(diff(&this.view, &new));
                     this.view = new;
                 }
@@ -227,7 +224,11 @@ mod tests {
             .header("X-Consul-Index", "100")
             .body(Bytes::from(body))
             .unwrap();
-        consul_kv_proto::kv::ListItems::new("").parse(resp).unwrap().value.remove(0)
+        consul_kv_proto::kv::ListItems::new("")
+            .parse(resp)
+            .unwrap()
+            .value
+            .remove(0)
     }
 
     fn pair(key: &str, value: &str, index: u64) -> KvPair {
@@ -249,7 +250,9 @@ mod tests {
             .iter()
             .map(|c| match c {
                 Change::Added(p) => format!("+{}", p.key),
-                Change::Modified { old, new } => format!("~{}:{}>{}", new.key, old.modify_index, new.modify_index),
+                Change::Modified { old, new } => {
+                    format!("~{}:{}>{}", new.key, old.modify_index, new.modify_index)
+                }
                 Change::Deleted(p) => format!("-{}", p.key),
             })
             .collect();

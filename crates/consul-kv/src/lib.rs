@@ -118,8 +118,8 @@ pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
-pub use txn::{TxnOutcome, TxnRequest};
 pub use shared_watch::{WatchError, WatchHealth};
+pub use txn::{TxnOutcome, TxnRequest};
 pub use typed_watch::{JsonWatch, TreeWatch};
 pub use watch::{KeyWatch, PrefixWatch};
 

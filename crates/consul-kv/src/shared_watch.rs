@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use consul_kv_hyper::{WatchStep, HyperWatch};
+use consul_kv_hyper::{HyperWatch, WatchStep};
 use consul_kv_proto::{Blocking, Index, Indexed, QueryMeta, ReadOptions, WatchOptions};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;

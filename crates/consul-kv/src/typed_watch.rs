@@ -233,9 +233,7 @@ where
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(Some(Ok(key))) => key,
             };
-            let raw: Option<Bytes> = key
-                .as_ref()
-                .map(|k| k.value.clone().unwrap_or_default());
+            let raw: Option<Bytes> = key.as_ref().map(|k| k.value.clone().unwrap_or_default());
             if this.last.same_raw(&raw) {
                 continue;
             }

@@ -280,11 +280,14 @@ impl PrefixWatch {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Indexed<Vec<KvPair>>, WatchError>>> {
-        self.inner.start(prefix_op).poll_event(cx).map(|ev| match ev {
-            Event::Value(indexed) => Some(Ok(indexed)),
-            Event::Error(e) => Some(Err(e)),
-            Event::End => None,
-        })
+        self.inner
+            .start(prefix_op)
+            .poll_event(cx)
+            .map(|ev| match ev {
+                Event::Value(indexed) => Some(Ok(indexed)),
+                Event::Error(e) => Some(Err(e)),
+                Event::End => None,
+            })
     }
 }
 

@@ -31,7 +31,10 @@ pub(super) fn run(root: &Path) -> Result<(), String> {
     )?;
     let bin = bench_binary(root);
     let servers = Servers::start(&bin, &Sizes::quick())?;
-    println!("bench watch: devserver {} (its own process)", servers.devserver);
+    println!(
+        "bench watch: devserver {} (its own process)",
+        servers.devserver
+    );
     let mut lines = Vec::new();
     for (subscribers, shared) in CONFIGS {
         println!(
