@@ -200,3 +200,56 @@ async fn a_slow_subscriber_skips_to_the_latest_state() {
         "the newest value, not the first missed one"
     );
 }
+
+/// A client used from two runtimes: a watch left over from a runtime that shut down (its
+/// query task is gone) is not joined by a watch on the next runtime, which gets a live query.
+#[test]
+fn a_query_whose_runtime_is_gone_is_replaced() {
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server_rt.block_on(server::start());
+    let c = client(&server);
+    let key = format!("{}k", prefix("runtimes"));
+    let first = rt();
+    let mut old = first.block_on(async {
+        assert!(c.kv().set(&key, "v1").await.unwrap());
+        let mut w = c.kv().watch(&key);
+        let v = within(Duration::from_secs(10), "first runtime", w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.bytes(), b"v1");
+        w
+    });
+    drop(first);
+    rt().block_on(async {
+        // The old watch's query died with its runtime: the stream ends instead of hanging.
+        let ended = within(Duration::from_secs(10), "the old watch ends", old.next()).await;
+        assert!(ended.is_none(), "{ended:?}");
+        let mut w = c.kv().watch(&key);
+        let v = within(Duration::from_secs(10), "second runtime", w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.bytes(), b"v1");
+        assert!(c.kv().set(&key, "v2").await.unwrap());
+        let v = within(Duration::from_secs(10), "a change", w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(v.bytes(), b"v2");
+    });
+    drop(server);
+}

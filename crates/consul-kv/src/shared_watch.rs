@@ -319,15 +319,20 @@ impl Hub {
                 }
                 if let Some(any) = e.query.upgrade() {
                     match any.downcast::<SharedQuery<O::Value>>() {
-                        Ok(q) => {
+                        // A query whose task is over (its runtime shut down, or its request
+                        // cannot be built) is not joined: a fresh one replaces it.
+                        Ok(q) if !q.task.is_finished() => {
                             found = Some(q);
                             break;
                         }
+                        Ok(q) => stale.push(q),
                         Err(other) => stale.push(other),
                     }
                 }
             }
             if found.is_none() {
+                // Forget the entries replaced here; their subscribers keep their own Arc.
+                list.retain(|e| e.key != key);
                 let q = start(client, spec, make_op(spec), Arc::downgrade(&self.inner));
                 let any: Arc<dyn Any + Send + Sync> = q.clone();
                 list.push(HubEntry {
