@@ -69,7 +69,7 @@ async fn until_marker(changes: &mut Changes, marker: &str, value: &str) -> Vec<S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r4c_change_events_are_exact_across_identical_writes_reaps_and_restarts() {
-    let _x = EXCLUSIVE.lock().await;
+    let _x = EXCLUSIVE.read().await;
     let data = std::env::temp_dir().join(format!("consul-kv-r4c-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&data);
     let first = DevServer::builder().data_file(&data).start().await.unwrap();

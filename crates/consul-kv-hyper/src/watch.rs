@@ -6,7 +6,7 @@ use std::time::Instant;
 use proto::{Blocking, Index, Indexed, QueryMeta, WatchMachine, WatchOptions};
 
 use crate::client::{token_of, HyperClient};
-use crate::error::Error;
+use crate::error::{Error, RequestTarget};
 
 /// A blocking-query loop that yields each change of a value. Created by
 /// [`HyperClient::watch`].
@@ -148,16 +148,18 @@ where
                         e.redact(t);
                     }
                     if !e.is_retryable() {
-                        return WatchStep::Failed(Error::Response(e));
+                        return WatchStep::Failed(
+                            Error::from(e).with_request(RequestTarget::of(&req)),
+                        );
                     }
                     tracing::debug!(error = %e, "watch: retrying after backoff");
-                    WatchStep::Retrying(Error::Response(e))
+                    WatchStep::Retrying(Error::from(e))
                 }
             },
             Err(f) => {
                 self.watch.handle_failure(now);
                 if !f.error.is_retryable() {
-                    return WatchStep::Failed(f.error);
+                    return WatchStep::Failed(f.error.with_request(RequestTarget::of(&req)));
                 }
                 tracing::debug!(error = %f.error, "watch: retrying after backoff");
                 WatchStep::Retrying(f.error)

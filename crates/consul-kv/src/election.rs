@@ -18,8 +18,9 @@ use consul_kv_proto::{Cas, Consistency, Index, IntoValue, KvPair, SessionId, Txn
 use futures_core::Stream;
 use tokio::sync::watch;
 
+use crate::holding::{LockError, LockLost, LockStatus};
 use crate::kv::Kv;
-use crate::lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
+use crate::lock::{Lock, LockBuilder, LOCK_FLAG};
 use crate::scope::BoxFuture;
 use crate::shared_watch::WatchHealth;
 use crate::txn::TxnOutcome;

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use super::{bench_binary, niced, status, target_dir, Json, Servers, Sizes};
+use super::build::{bench_binary, niced, status, target_dir};
+use super::cases::Sizes;
+use super::run::{parse_line, Servers};
 
 /// (subscribers, shared)
 const CONFIGS: [(usize, bool); 4] = [(1000, true), (1000, false), (10_000, true), (10_000, false)];
@@ -90,9 +92,16 @@ fn table(lines: &[String]) -> String {
     );
     let _ = writeln!(t, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for l in lines {
-        let j = Json::parse(l);
-        let f = |k: &str| j.get(k).and_then(Json::as_f64).unwrap_or(f64::NAN);
-        let shared = j.get("shared").and_then(Json::as_bool).unwrap_or(false);
+        let j = parse_line(l);
+        let f = |k: &str| {
+            j.get(k)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(f64::NAN)
+        };
+        let shared = j
+            .get("shared")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
         let _ = writeln!(
             t,
             "| {:.0} | {} | {:.0} | {:.0} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.0} | {:.1} | {:.0} |",
