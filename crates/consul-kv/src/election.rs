@@ -297,7 +297,8 @@ impl Leadership {
     }
 
     /// Steps down: releases the key and destroys the session. Observers see `None` at once.
-    /// Resolves to `true` when the key was still held.
+    /// Resolves to `true` when the key was still held. As with [`Lock::release`], the released
+    /// key holds the value given to [`campaign`](Election::campaign).
     ///
     /// # Errors
     /// As [`Lock::release`].

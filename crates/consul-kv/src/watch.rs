@@ -15,16 +15,13 @@ use crate::kv::{Items, Key};
 use crate::shared_watch::{Event, QuerySpec, Subscription, WatchError, WatchHealth};
 use crate::Client;
 
-/// A watch before and after its first poll.
-enum Inner<V> {
-    /// Not polled yet: the settings may still change.
-    Init {
-        client: Client,
-        spec: Box<QuerySpec>,
-        shared: bool,
-    },
-    /// Subscribed to its (shared) blocking query.
-    Running(Subscription<V>),
+/// A watch: its settings, and once polled its subscription to the (shared) blocking query.
+struct Inner<V> {
+    client: Client,
+    spec: QuerySpec,
+    shared: bool,
+    /// Set on the first poll (or health receiver); the settings are fixed from then on.
+    sub: Option<Subscription<V>>,
 }
 
 impl<V> Inner<V>
@@ -32,23 +29,21 @@ where
     V: Clone + PartialEq + Send + Sync + 'static,
 {
     fn new(client: Client, spec: QuerySpec) -> Self {
-        Self::Init {
+        Self {
             client,
-            spec: Box::new(spec),
+            spec,
             shared: true,
+            sub: None,
         }
     }
 
     fn spec_mut(&mut self) -> Option<&mut QuerySpec> {
-        match self {
-            Self::Init { spec, .. } => Some(spec),
-            Self::Running(_) => None,
-        }
+        self.sub.is_none().then_some(&mut self.spec)
     }
 
     fn set_shared(&mut self, on: bool) {
-        if let Self::Init { shared, .. } = self {
-            *shared = on;
+        if self.sub.is_none() {
+            self.shared = on;
         }
     }
 
@@ -58,34 +53,17 @@ where
         O: Blocking<Value = V> + Send + 'static,
         consul_kv_hyper::HyperWatch<O>: Send,
     {
-        if let Self::Init {
-            client,
-            spec,
-            shared,
-        } = self
-        {
-            let query = client.hub.query(client, spec, *shared, make_op);
-            *self = Self::Running(Subscription::new(query));
-        }
-        match self {
-            Self::Running(sub) => sub,
-            // Just set above.
-            Self::Init { .. } => unreachable_running(),
-        }
+        let (client, spec, shared) = (&self.client, &self.spec, self.shared);
+        self.sub.get_or_insert_with(|| {
+            Subscription::new(client.hub.query(client, spec, shared, make_op))
+        })
     }
 
     fn health(&self) -> WatchHealth {
-        match self {
-            Self::Init { .. } => WatchHealth::default(),
-            Self::Running(sub) => sub.health(),
-        }
+        self.sub
+            .as_ref()
+            .map_or_else(WatchHealth::default, Subscription::health)
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_running() -> ! {
-    // `start` replaces `Init` with `Running` before this match; no input reaches this.
-    panic!("watch subscription missing after start")
 }
 
 fn key_op(spec: &QuerySpec) -> op::Get {
