@@ -7,10 +7,12 @@
 //! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
 //! - [`micro`]: proto-only build/parse micro benchmarks.
 //! - [`gzip`]: `items()` with and without gzip against one server.
+//! - [`fanout`]: watch fan-out, shared and unshared blocking queries (`cargo xtask bench watch`).
 //!
 //! Not published; not in the workspace's default members.
 
 pub mod contenders;
+pub mod fanout;
 pub mod fixed;
 pub mod gzip;
 pub use consul_kv_bench_harness as harness;

@@ -12,6 +12,8 @@
 //!     proto build/parse micro benchmarks; one JSON line each
 //! consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
 //!     items() with and without gzip (an in-process devserver without --target); one JSON line
+//! consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no] [--writes W] [--interval-ms MS]
+//!     watch fan-out: wake-up latency and requests at the server; one JSON line
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -30,6 +32,8 @@ consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
 consul-kv-bench run --contender consul-kv|floor <contract>
 consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
+consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no]
+                             [--writes W] [--interval-ms MS]
 
 <contract>:
 ";
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "micro" => run_micro(rest),
         "gzip" => run_gzip(rest),
+        "watch-fanout" => watch_fanout(rest),
         "help" | "-h" | "--help" => {
             println!("{HELP}{USAGE}");
             Ok(())
@@ -202,4 +207,43 @@ fn run_gzip(args: &[String]) -> Result<(), String> {
         }
         Ok(())
     })
+fn watch_fanout(args: &[String]) -> Result<(), String> {
+    let mut cfg = consul_kv_bench::fanout::FanoutConfig {
+        target: String::new(),
+        subscribers: 1000,
+        keys: 10,
+        shared: true,
+        writes: 50,
+        interval: Duration::from_millis(50),
+    };
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            return Err(format!("{} needs a value", pair[0]));
+        };
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--target" => cfg.target.clone_from(value),
+            "--subscribers" => cfg.subscribers = num(value)?,
+            "--keys" => cfg.keys = num(value)?.max(1),
+            "--writes" => cfg.writes = num(value)?,
+            "--interval-ms" => cfg.interval = Duration::from_millis(num(value)? as u64),
+            "--shared" => {
+                cfg.shared = match value.as_str() {
+                    "yes" | "true" => true,
+                    "no" | "false" => false,
+                    v => return Err(format!("--shared: {v:?} is not yes or no")),
+                }
+            }
+            f => return Err(format!("unknown flag {f:?}\n\n{HELP}")),
+        }
+    }
+    if cfg.target.is_empty() {
+        return Err("--target is required".into());
+    }
+    let result = runtime()?.block_on(consul_kv_bench::fanout::run(cfg))?;
+    println!("{}", result.to_json());
+    Ok(())
 }

@@ -83,4 +83,4 @@ pub use builder::{HyperClientBuilder, DEFAULT_ADDRESS};
 pub use client::{CallOptions, HyperClient};
 pub use error::{ConfigError, Error, RequestTarget, TransportError};
 pub use retry::RetryPolicy;
-pub use watch::HyperWatch;
+pub use watch::{HyperWatch, WatchStep};

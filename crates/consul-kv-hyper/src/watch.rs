@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use proto::{Blocking, Indexed, WatchMachine, WatchOptions};
+use proto::{Blocking, Index, Indexed, QueryMeta, WatchMachine, WatchOptions};
 
 use crate::client::{token_of, HyperClient};
 use crate::error::{Error, RequestTarget};
@@ -83,62 +83,107 @@ where
     /// # Errors
     /// Only errors that are not retryable (see the type's documentation).
     pub async fn next(&mut self) -> Result<Indexed<O::Value>, Error> {
+        loop {
+            match self.step().await {
+                WatchStep::Changed(change) => return Ok(change),
+                WatchStep::Unchanged(_) | WatchStep::Retrying(_) => {}
+                WatchStep::Failed(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One round of the loop: waits out the rate limit or backoff, sends one request and
+    /// reports what came of it, including the answers that changed nothing and the transient
+    /// failures that [`next`](Self::next) hides. For callers that report a watch's health.
+    ///
+    /// Cancel-safe like `next`.
+    pub async fn step(&mut self) -> WatchStep<O::Value> {
         if self.in_flight {
             // The previous call was cancelled mid-request: its answer is lost.
             self.in_flight = false;
             self.watch.handle_failure(Instant::now());
         }
-        loop {
-            let req = match self
+        let req = loop {
+            match self
                 .watch
-                .poll_request(Instant::now(), self.client.context())?
+                .poll_request(Instant::now(), self.client.context())
             {
-                Some(req) => req,
-                None => {
+                Err(e) => return WatchStep::Failed(Error::Build(e)),
+                Ok(Some(req)) => break req,
+                Ok(None) => {
                     if let Some(at) = self.watch.poll_timeout() {
                         tokio::time::sleep_until(at.into()).await;
                     } else {
                         // Cannot happen (no request is in flight here); do not spin.
                         tokio::task::yield_now().await;
                     }
-                    continue;
                 }
-            };
-            self.in_flight = true;
-            let secret = token_of(&req);
-            let deadline = self.watch.request_timeout();
-            // No transparent repeat on a new connection here: a pooled connection that died may
-            // mean the server restarted, and the index we hold may be from before the restart
-            // (blocking on it would wait out the whole `wait`). The watch machine re-reads instead.
-            let result = self.client.attempt(&req, deadline, 1).await;
-            self.in_flight = false;
-            let now = Instant::now();
-            match result {
-                Err(f) if f.is_stale_connection() => {
-                    tracing::debug!(error = %f.error, "watch: connection lost; re-reading");
-                    self.watch.handle_connection_lost();
+            }
+        };
+        self.in_flight = true;
+        let secret = token_of(&req);
+        let deadline = self.watch.request_timeout();
+        // No transparent repeat on a new connection here: a pooled connection that died may
+        // mean the server restarted, and the index we hold may be from before the restart
+        // (blocking on it would wait out the whole `wait`). The watch machine re-reads instead.
+        let result = self.client.attempt(&req, deadline, 1).await;
+        self.in_flight = false;
+        let now = Instant::now();
+        match result {
+            Err(f) if f.is_stale_connection() => {
+                tracing::debug!(error = %f.error, "watch: connection lost; re-reading");
+                self.watch.handle_connection_lost();
+                WatchStep::Retrying(f.error)
+            }
+            Ok(resp) => match self.watch.handle_response(now, resp) {
+                Ok(Some(change)) => WatchStep::Changed(change),
+                // `handle_response` records the meta of every answer it accepts.
+                Ok(None) => {
+                    WatchStep::Unchanged(self.watch.last_meta().cloned().unwrap_or_else(|| {
+                        QueryMeta::with_index(self.watch.index().unwrap_or(Index::new(1)))
+                    }))
                 }
-                Ok(resp) => match self.watch.handle_response(now, resp) {
-                    Ok(Some(change)) => return Ok(change),
-                    Ok(None) => {}
-                    Err(mut e) => {
-                        if let Some(t) = &secret {
-                            e.redact(t);
-                        }
-                        if !e.is_retryable() {
-                            return Err(Error::from(e).with_request(RequestTarget::of(&req)));
-                        }
-                        tracing::debug!(error = %e, "watch: retrying after backoff");
+                Err(mut e) => {
+                    if let Some(t) = &secret {
+                        e.redact(t);
                     }
-                },
-                Err(f) => {
-                    self.watch.handle_failure(now);
-                    if !f.error.is_retryable() {
-                        return Err(f.error.with_request(RequestTarget::of(&req)));
+                    if !e.is_retryable() {
+                        return WatchStep::Failed(
+                            Error::from(e).with_request(RequestTarget::of(&req)),
+                        );
                     }
-                    tracing::debug!(error = %f.error, "watch: retrying after backoff");
+                    tracing::debug!(error = %e, "watch: retrying after backoff");
+                    WatchStep::Retrying(Error::from(e))
                 }
+            },
+            Err(f) => {
+                self.watch.handle_failure(now);
+                if !f.error.is_retryable() {
+                    return WatchStep::Failed(f.error.with_request(RequestTarget::of(&req)));
+                }
+                tracing::debug!(error = %f.error, "watch: retrying after backoff");
+                WatchStep::Retrying(f.error)
             }
         }
     }
+}
+
+/// What one [`HyperWatch::step`] came to.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum WatchStep<V> {
+    /// Consul answered with a changed value.
+    Changed(Indexed<V>),
+    /// Consul answered, and nothing changed (the wait ran out, or a write elsewhere woke the
+    /// query): the answer's meta.
+    Unchanged(QueryMeta),
+    /// A transient failure (connect error, reset, timeout, `429`, `503`,
+    /// `500 No cluster leader`, a lost pooled connection): the next step retries after the
+    /// backoff.
+    Retrying(Error),
+    /// A failure that is not retryable (`403`, a malformed answer, a body over the limit, an
+    /// invalid request). The watcher stays usable: after an answer or a transport failure the
+    /// next step waits out the backoff; a request that cannot be built fails the same way
+    /// again, so a caller stops there.
+    Failed(Error),
 }

@@ -74,6 +74,8 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
+//! - [`batch`]: splitting many operations into transactions within Consul's limits.
+//! - [`export`]: the `consul kv export` / `import` JSON format.
 //! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
 //!   does.
 //!
@@ -86,9 +88,11 @@
 pub use bytes;
 pub use http;
 
+pub mod batch;
 pub mod duration;
 mod encode;
 mod error;
+pub mod export;
 pub mod kv;
 mod meta;
 mod op;

@@ -47,7 +47,7 @@ use http::{Request, Response};
 
 use crate::error::{BuildError, ResponseError};
 use crate::op::Operation;
-use crate::{Index, Indexed, RequestContext};
+use crate::{Index, Indexed, QueryMeta, RequestContext};
 
 /// A read that can block on an index.
 pub trait Blocking: Operation<Output = Indexed<Self::Value>> {
@@ -134,6 +134,7 @@ pub struct WatchMachine<O: Blocking> {
     opts: WatchOptions,
     index: Option<Index>,
     last: Option<O::Value>,
+    last_meta: Option<QueryMeta>,
     tokens: u32,
     refilled_at: Option<Instant>,
     not_before: Option<Instant>,
@@ -158,6 +159,7 @@ where
             opts,
             index: None,
             last: None,
+            last_meta: None,
             tokens: burst,
             refilled_at: None,
             not_before: None,
@@ -177,6 +179,12 @@ where
     /// The last value emitted.
     pub fn current(&self) -> Option<&O::Value> {
         self.last.as_ref()
+    }
+
+    /// The meta (index, `KnownLeader`, `LastContact`) of the last successful answer, whether
+    /// or not it changed the value.
+    pub fn last_meta(&self) -> Option<&QueryMeta> {
+        self.last_meta.as_ref()
     }
 
     /// How many times the index went backwards and was reset.
@@ -287,6 +295,7 @@ where
         };
         self.failures = 0;
         self.not_before = None;
+        self.last_meta = Some(out.meta.clone());
         let new = out.meta.last_index;
         match self.index {
             Some(old) if new < old => {

@@ -10,6 +10,7 @@ use crate::kv::Kv;
 use crate::lock::LockBuilder;
 use crate::semaphore::SemaphoreBuilder;
 use crate::session::Sessions;
+use crate::shared_watch::Hub;
 use crate::Result;
 
 /// A Consul client: one pooled HTTP client and the defaults (address, token, datacenter)
@@ -36,6 +37,8 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub struct Client {
     pub(crate) exec: HyperClient,
+    /// The shared blocking queries of this client and its clones.
+    pub(crate) hub: Hub,
 }
 
 impl Client {
@@ -74,7 +77,16 @@ impl Client {
 
     /// Wraps an executor built elsewhere.
     pub fn from_executor(exec: HyperClient) -> Self {
-        Self { exec }
+        Self {
+            exec,
+            hub: Hub::default(),
+        }
+    }
+
+    /// How many shared blocking queries this client (and its clones) runs for its watches
+    /// right now.
+    pub fn shared_watch_queries(&self) -> usize {
+        self.hub.queries()
     }
 
     /// The executor: runs any [`consul_kv_proto::Operation`] with
@@ -113,7 +125,7 @@ impl Client {
 
 impl From<HyperClient> for Client {
     fn from(exec: HyperClient) -> Self {
-        Self { exec }
+        Self::from_executor(exec)
     }
 }
 
@@ -208,8 +220,6 @@ impl ClientBuilder {
     /// [`Error::Config`](crate::Error::Config) for a bad address, an unreadable or invalid
     /// token, or TLS files that cannot be read.
     pub fn build(self) -> Result<Client> {
-        Ok(Client {
-            exec: self.inner.build()?,
-        })
+        Ok(Client::from_executor(self.inner.build()?))
     }
 }

@@ -21,6 +21,7 @@ use consul_kv_proto::kv as op;
 use consul_kv_proto::{IntoValue, SessionId};
 
 use crate::scope::Scope;
+use crate::shared_watch::{QuerySpec, Target};
 use crate::txn::TxnRequest;
 use crate::watch::{KeyWatch, PrefixWatch};
 use crate::Client;
@@ -221,7 +222,7 @@ impl Kv {
     pub fn watch(&self, key: impl Into<String>) -> KeyWatch {
         KeyWatch::new(
             self.client.clone(),
-            op::Get::new(key).with_options(self.scope.read_options()),
+            QuerySpec::new(Target::Key, key.into(), self.scope.read_options()),
         )
     }
 
@@ -230,7 +231,7 @@ impl Kv {
     pub fn watch_prefix(&self, prefix: impl Into<String>) -> PrefixWatch {
         PrefixWatch::new(
             self.client.clone(),
-            op::ListItems::new(prefix).with_options(self.scope.read_options()),
+            QuerySpec::new(Target::Prefix, prefix.into(), self.scope.read_options()),
         )
     }
 }

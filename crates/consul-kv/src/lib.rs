@@ -62,7 +62,12 @@
 //!   can contend for the same keys. Both signal loss, release explicitly, and do no I/O in
 //!   `Drop`.
 //! - [`Kv::watch`] and [`Kv::watch_prefix`] are [`Stream`](futures_core::Stream)s of real
-//!   changes that survive server restarts and index resets.
+//!   changes that survive server restarts and index resets. Watches of one client asking the
+//!   same question share one blocking query; each reports its [`WatchHealth`].
+//!   [`PrefixWatch::changes`] yields per-key [`Change`]s; [`Kv::watch_json`] and
+//!   [`Kv::watch_tree`] yield decoded values.
+//! - [`Client::election`] runs a leader election on a lock key: campaign, proclaim, resign,
+//!   observe, and writes fenced on the leadership ([`Leadership::fenced`]).
 //!
 //! # Errors
 //!
@@ -85,7 +90,11 @@
 
 #![deny(missing_docs)]
 
+mod batch;
+mod changes;
 mod client;
+mod election;
+mod export;
 mod holding;
 pub mod kv;
 mod lock;
@@ -93,7 +102,13 @@ mod meta;
 mod scope;
 mod semaphore;
 pub mod session;
+mod shared_watch;
+mod sync;
+mod tree;
 mod txn;
+mod typed;
+mod typed_watch;
+mod update;
 mod watch;
 
 pub use bytes::Bytes;
@@ -108,7 +123,9 @@ pub use consul_kv_proto::{
     ResponseError, SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
 };
 
+pub use changes::{Change, Changes};
 pub use client::{Client, ClientBuilder};
+pub use election::{Election, FenceError, FencedTxn, Leadership, Observe};
 pub use holding::{LockError, LockLost, LockStatus};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
 pub use lock::{Lock, LockBuilder, LOCK_FLAG};
@@ -116,8 +133,22 @@ pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
+pub use shared_watch::{WatchError, WatchHealth};
 pub use txn::{TxnOutcome, TxnRequest};
+pub use typed_watch::{JsonWatch, TreeWatch};
 pub use watch::{KeyWatch, PrefixWatch};
+
+// Helpers built on KV: read-modify-write, batches, export / import / sync, typed values.
+pub use batch::{BatchFailure, PutAllError, PutAllProgress, PutAllReport, PutAllRequest};
+pub use consul_kv_proto::batch::TxnLimits;
+pub use consul_kv_proto::export::ExportEntry;
+pub use export::ExportRequest;
+pub use sync::{
+    SyncAction, SyncChange, SyncConflict, SyncError, SyncPlan, SyncReport, SyncRequest,
+};
+pub use tree::{TreeMismatch, TreeRequest};
+pub use typed::{GetJsonRequest, ItemsJsonRequest, JsonError, JsonItem, SetJsonRequest};
+pub use update::{UpdateError, UpdateRequest, DEFAULT_UPDATE_ATTEMPTS};
 
 /// A `Result` whose error is the executor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

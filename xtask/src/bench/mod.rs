@@ -6,6 +6,7 @@
 //! cargo xtask bench readme        README's performance section from the last report
 //! cargo xtask bench devserver     the devserver's own benchmark example, if it has one
 //! cargo xtask bench gzip          items() with and without gzip (devserver, CONSUL_HTTP_ADDR)
+//! cargo xtask bench watch         watch fan-out with and without shared queries (watch.rs)
 //! ```
 //!
 //! 1. Builds (release) `consul-kv-bench` and the peers: the Rust ones from
@@ -37,6 +38,7 @@ mod machine;
 mod readme;
 mod report;
 mod run;
+mod watch;
 
 use build::{bench_binary, build_all, niced, status};
 use cases::{cases, Sizes};
@@ -51,6 +53,7 @@ cargo xtask bench readme      regenerate README.md's performance section from th
 cargo xtask bench devserver   run the devserver's benchmark example
 cargo xtask bench gzip        items() over 10,000 keys with and without gzip (devserver, and
                               the agent at CONSUL_HTTP_ADDR when set)
+cargo xtask bench watch       watch fan-out: 1,000 and 10,000 subscribers, shared or not
   --quick          tiny sizes: a smoke run in well under a minute once built
   --no-peers       only consul-kv and the floor
   --update-readme  also regenerate README.md's performance section";
@@ -71,7 +74,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
             "--quick" => quick = true,
             "--no-peers" => peers = false,
             "--update-readme" => update_readme = true,
-            "devserver" | "readme" | "gzip" if sub.is_none() => sub = Some(a.as_str()),
+            "devserver" | "readme" | "gzip" | "watch" if sub.is_none() => sub = Some(a.as_str()),
             "-h" | "--help" | "help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -82,6 +85,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     match sub {
         Some("devserver") => return devserver_bench(root),
         Some("gzip") => return gzip::run(root),
+        Some("watch") => return watch::run(root),
         Some("readme") => return readme_from_report(root),
         _ => {}
     }
