@@ -207,6 +207,8 @@ fn run_gzip(args: &[String]) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
 fn watch_fanout(args: &[String]) -> Result<(), String> {
     let mut cfg = consul_kv_bench::fanout::FanoutConfig {
         target: String::new(),
