@@ -18,6 +18,8 @@ use base64::Engine as _;
 use consul_kv::{Bytes, Client};
 use consul_kv_tests::consul::{binary, free_port, ConsulAgent};
 
+use crate::ours;
+
 /// The starting store of every case: key, flags, value.
 const FIXTURE: &[(&str, u64, &[u8])] = &[
     ("app/config", 0, b"v1"),
@@ -148,6 +150,7 @@ const CASES: &[Case] = &[
     c("put -cas ok", &["put", "-cas", "-modify-index={IDX:app/config}", "app/config", "v3"]),
     c("put -cas stale index", &["put", "-cas", "-modify-index=1", "app/config", "v3"]),
     c("put -cas without index", &["put", "-cas", "app/config", "v3"]),
+    c("put -cas without index creates", &["put", "-cas", "brand/new", "v3"]),
     c("put -cas index 0", &["put", "-cas", "-modify-index=0", "brand/new", "x"]),
     c("put -acquire", &["put", "-acquire", "-session={SESSION}", "lock/k", "mine"]),
     c("put -acquire no session", &["put", "-acquire", "lock/k"]),
@@ -236,8 +239,9 @@ fn esc(b: &[u8]) -> String {
     b.escape_ascii().to_string()
 }
 
-/// Replaces the numbers after `CreateIndex` / `ModifyIndex` and every session ID.
-fn normalise(text: &str, sessions: &[String]) -> String {
+/// Replaces the numbers after `CreateIndex` / `ModifyIndex`, every session ID and the closed
+/// port's address.
+fn normalise(text: &str, sessions: &[String], dead: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.split("\\n").enumerate() {
         if i > 0 {
@@ -257,7 +261,7 @@ fn normalise(text: &str, sessions: &[String]) -> String {
     for s in sessions {
         out = out.replace(s.as_str(), "<SESSION>");
     }
-    out
+    out.replace(dead, "<CLOSED-PORT>")
 }
 
 struct Env {
@@ -367,10 +371,10 @@ impl Env {
         );
         let sessions = [session, other];
         Outcome {
-            stdout: normalise(&esc(&out.stdout), &sessions),
-            stderr: normalise(&esc(&out.stderr), &sessions),
+            stdout: normalise(&esc(&out.stdout), &sessions, dead),
+            stderr: normalise(&esc(&out.stderr), &sessions, dead),
             code: out.status.code().unwrap_or(-1),
-            store: normalise(&self.dump(), &sessions),
+            store: normalise(&self.dump(), &sessions, dead),
         }
     }
 }

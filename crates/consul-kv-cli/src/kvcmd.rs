@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use bytes::Bytes;
 use clap::{ArgAction, Args};
-use consul_kv::{Index, KvPair};
+use consul_kv::{Cas, Index, KvPair};
 
 use crate::common::{go_error, read_file, read_stdin, HttpArgs, Req, Ui};
 use crate::gocompat::{go_base64_decode, tabwrite, Json};
@@ -254,6 +254,8 @@ pub async fn get(a: GetArgs) -> u8 {
             Ok(Some(k)) => {
                 if a.detailed {
                     ui.info(pretty_pair(k.pair(), a.base64));
+                } else if a.base64 {
+                    ui.info(base64::engine::general_purpose::STANDARD.encode(k.bytes()));
                 } else {
                     ui.info(k.bytes());
                 }
@@ -321,10 +323,6 @@ pub async fn put(a: PutArgs) -> u8 {
         ui.error("Error! Missing -session (required with -acquire and -release)");
         return 1;
     }
-    if a.cas && a.modify_index == 0 {
-        ui.error("Must specify -modify-index with -cas!");
-        return 1;
-    }
     let client = match a.http.client() {
         Ok(c) => c,
         Err(e) => return connect_error(&mut ui, &e),
@@ -345,12 +343,21 @@ pub async fn put(a: PutArgs) -> u8 {
         let r = kv
             .set(key.clone(), value)
             .flags(a.flags)
-            .cas(Index::new(a.modify_index))
+            .cas(match Index::new_nonzero(a.modify_index) {
+                Some(i) => Cas::ModifyIndex(i),
+                None => Cas::Absent,
+            })
             .await;
         match r {
             Ok(true) => {
                 ui.info(format!("Success! Data written to: {key}"));
                 0
+            }
+            Ok(false) if a.modify_index == 0 => {
+                ui.error(format!(
+                    "Error! Did not write to {key}: CAS performed with index=0 and key already exists."
+                ));
+                1
             }
             Ok(false) => {
                 ui.error(format!("Error! Did not write to {key}: CAS failed"));
