@@ -45,7 +45,7 @@ impl Ctx {
 
     fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> (String, String, i32) {
         let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        let out = run(&ours(), &args, &self.addr, stdin, Duration::from_secs(120));
+        let out = run(&ours(), &args, &self.addr, &[], stdin, Duration::from_secs(120));
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -57,6 +57,11 @@ const EXPORT: &str = r#"[
 	}
 ]"#;
 
+/// A self-signed certificate and its key (P-256, valid for a century), for the TLS flags:
+/// Go's client loads and checks these files even for a plain `http://` agent.
+const CERT_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBiTCCAS+gAwIBAgIUVl+S4aQUmDxCGuo6u7JwqG4bS5gwCgYIKoZIzj0EAwIw\nGTEXMBUGA1UEAwwOY29uc3VsLWt2LXRlc3QwIBcNMjYxMTMwMTAwNDEyWhgPMjEy\nNjExMDYxMDA0MTJaMBkxFzAVBgNVBAMMDmNvbnN1bC1rdi10ZXN0MFkwEwYHKoZI\nzj0CAQYIKoZIzj0DAQcDQgAEyRLX6+A5D+O8qqVW/G+Jb1OAF8mMQdfua+0TsqAu\nEH/NDO7nM6Aa1gHeQR+YgEfvTotZlLidh7J0OfC6w3P/dKNTMFEwHQYDVR0OBBYE\nFLtk1Np7zs4prjaBHSpmdlOpHo0xMB8GA1UdIwQYMBaAFLtk1Np7zs4prjaBHSpm\ndlOpHo0xMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgH27hMYD+\ncXnyu4sWGct9RSa5FN57ZZabg7nbonVdtv0CIQCXLMAFzov/C8r8O0Z+0DWlTlbj\nRP+d5ZJ4rl45KiktyQ==\n-----END CERTIFICATE-----\n";
+const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgSA4/vcq97Q4zC83+\ndkN1W0WlVcB2zDLpIMhk1UwMAS+hRANCAATJEtfr4DkP47yqpVb8b4lvU4AXyYxB\n1+5r7ROyoC4Qf80M7uczoBrWAd5BH5iAR+9Oi1mUuJ2HsnQ58LrDc/90\n-----END PRIVATE KEY-----\n";
+
 /// What a case needs before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pre {
@@ -70,6 +75,8 @@ struct Case {
     args: &'static [&'static str],
     stdin: Option<&'static [u8]>,
     pre: Pre,
+    /// Environment variables for the run (placeholders allowed in values).
+    env: &'static [(&'static str, &'static str)],
     /// Depends on Consul's own wording where the devserver's differs.
     real_only: bool,
 }
@@ -80,6 +87,7 @@ const fn c(name: &'static str, args: &'static [&'static str]) -> Case {
         args,
         stdin: None,
         pre: Pre::None,
+        env: &[],
         real_only: false,
     }
 }
@@ -94,13 +102,20 @@ const fn acquired(mut case: Case) -> Case {
     case
 }
 
+const fn with_env(mut case: Case, env: &'static [(&'static str, &'static str)]) -> Case {
+    case.env = env;
+    case
+}
+
 const fn real_only(mut case: Case) -> Case {
     case.real_only = true;
     case
 }
 
 /// Placeholders: `{IDX:key}` the key's modify index, `{SESSION}` the run's session,
-/// `{PAYLOAD}` / `{EXPORT}` files with [`PAYLOAD`] / [`EXPORT`], `{DEAD}` a closed port.
+/// `{PAYLOAD}` / `{EXPORT}` files with [`PAYLOAD`] / [`EXPORT`], `{DEAD}` a closed port,
+/// `{AGENT}` the agent's address, `{CERT}` / `{KEY}` / `{CADIR}` / `{NOTPEM}` / `{TOKENFILE}`
+/// TLS and token files.
 const CASES: &[Case] = &[
     // get
     c("get value", &["get", "app/config"]),
@@ -136,6 +151,43 @@ const CASES: &[Case] = &[
     c("get -- ends flags", &["get", "--", "-recurse"]),
     c("get unknown datacenter", &["get", "-datacenter=nope", "app/config"]),
     c("get agent unreachable", &["get", "-http-addr={DEAD}", "app/config"]),
+    // the HTTP flags and CONSUL_HTTP_* variables
+    c("-token-file", &["get", "-token-file={TOKENFILE}", "app/config"]),
+    c("-token-file missing", &["get", "-token-file=/nonexistent/token", "app/config"]),
+    c("-ca-file", &["get", "-ca-file={CERT}", "app/config"]),
+    c("-ca-file not PEM", &["get", "-ca-file={NOTPEM}", "app/config"]),
+    c("-ca-file missing", &["get", "-ca-file=/nonexistent/ca.pem", "app/config"]),
+    c("-ca-path", &["get", "-ca-path={CADIR}", "app/config"]),
+    c("-ca-path missing", &["get", "-ca-path=/nonexistent/cadir", "app/config"]),
+    c("-client-cert -client-key", &["get", "-client-cert={CERT}", "-client-key={KEY}", "app/config"]),
+    c("-client-cert without key", &["get", "-client-cert={CERT}", "app/config"]),
+    c("-client-key is a certificate", &["get", "-client-cert={CERT}", "-client-key={CERT}", "app/config"]),
+    c("-client-cert not PEM", &["get", "-client-cert={NOTPEM}", "-client-key={KEY}", "app/config"]),
+    c("-tls-server-name", &["get", "-tls-server-name=consul.example", "app/config"]),
+    c("-http-addr wins over CONSUL_HTTP_ADDR", &["get", "-http-addr={AGENT}", "app/config"]),
+    real_only(c("-namespace", &["get", "-namespace=team", "app/config"])),
+    real_only(c("-partition", &["put", "-partition=team", "app/config", "x"])),
+    with_env(c("CONSUL_HTTP_TOKEN", &["get", "app/config"]), &[("CONSUL_HTTP_TOKEN", "anything")]),
+    with_env(
+        c("CONSUL_HTTP_TOKEN_FILE missing", &["get", "app/config"]),
+        &[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/token")],
+    ),
+    with_env(c("CONSUL_CACERT not PEM", &["export", "app/"]), &[("CONSUL_CACERT", "{NOTPEM}")]),
+    with_env(c("CONSUL_CAPATH", &["get", "app/config"]), &[("CONSUL_CAPATH", "{CADIR}")]),
+    with_env(
+        c("CONSUL_CLIENT_CERT without key", &["delete", "app/config"]),
+        &[("CONSUL_CLIENT_CERT", "{CERT}")],
+    ),
+    with_env(
+        c("CONSUL_CLIENT_CERT and KEY", &["get", "app/config"]),
+        &[("CONSUL_CLIENT_CERT", "{CERT}"), ("CONSUL_CLIENT_KEY", "{KEY}")],
+    ),
+    with_env(c("CONSUL_TLS_SERVER_NAME", &["get", "app/config"]), &[("CONSUL_TLS_SERVER_NAME", "x")]),
+    real_only(with_env(
+        c("CONSUL_NAMESPACE", &["get", "app/config"]),
+        &[("CONSUL_NAMESPACE", "team")],
+    )),
+    with_env(c("CONSUL_HTTP_ADDR unreachable", &["get", "app/config"]), &[("CONSUL_HTTP_ADDR", "{DEAD}")]),
     // put
     c("put value", &["put", "new/key", "hello"]),
     c("put no data", &["put", "new/key"]),
@@ -239,9 +291,9 @@ fn esc(b: &[u8]) -> String {
     b.escape_ascii().to_string()
 }
 
-/// Replaces the numbers after `CreateIndex` / `ModifyIndex`, every session ID and the closed
-/// port's address.
-fn normalise(text: &str, sessions: &[String], dead: &str) -> String {
+/// Replaces the numbers after `CreateIndex` / `ModifyIndex`, every session ID, the closed
+/// port's address and the temporary directory.
+fn normalise(text: &str, sessions: &[String], dead: &str, dir: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.split("\\n").enumerate() {
         if i > 0 {
@@ -261,7 +313,7 @@ fn normalise(text: &str, sessions: &[String], dead: &str) -> String {
     for s in sessions {
         out = out.replace(s.as_str(), "<SESSION>");
     }
-    out.replace(dead, "<CLOSED-PORT>")
+    out.replace(dead, "<CLOSED-PORT>").replace(dir, "<DIR>")
 }
 
 struct Env {
@@ -343,38 +395,47 @@ impl Env {
         if case.pre == Pre::Acquired {
             self.acquire("lock/held", &session);
         }
-        let payload = self.dir.join("payload.bin");
-        let export = self.dir.join("export.json");
-        let args: Vec<String> = lead
+        let file = |name: &str| self.dir.join(name).display().to_string();
+        let subst = |a: &str| {
+            let mut a = a.to_owned();
+            if let Some(start) = a.find("{IDX:") {
+                let end = a[start..].find('}').unwrap() + start;
+                let idx = self.modify_index(&a[start + 5..end]);
+                a.replace_range(start..=end, &idx.to_string());
+            }
+            a.replace("{SESSION}", &session)
+                .replace("{OTHER}", &other)
+                .replace("{PAYLOAD}", &file("payload.bin"))
+                .replace("{EXPORT}", &file("export.json"))
+                .replace("{CERT}", &file("cert.pem"))
+                .replace("{KEY}", &file("key.pem"))
+                .replace("{NOTPEM}", &file("payload.bin"))
+                .replace("{CADIR}", &file("cadir"))
+                .replace("{TOKENFILE}", &file("token"))
+                .replace("{AGENT}", &self.addr)
+                .replace("{DEAD}", dead)
+        };
+        let args: Vec<String> = lead.iter().chain(case.args.iter()).map(|a| subst(a)).collect();
+        let env: Vec<(String, String)> = case
+            .env
             .iter()
-            .chain(case.args.iter())
-            .map(|a| {
-                let mut a = (*a).to_owned();
-                if let Some(start) = a.find("{IDX:") {
-                    let end = a[start..].find('}').unwrap() + start;
-                    let idx = self.modify_index(&a[start + 5..end]);
-                    a.replace_range(start..=end, &idx.to_string());
-                }
-                a.replace("{SESSION}", &session)
-                    .replace("{OTHER}", &other)
-                    .replace("{PAYLOAD}", &payload.display().to_string())
-                    .replace("{EXPORT}", &export.display().to_string())
-                    .replace("{DEAD}", dead)
-            })
+            .map(|(k, v)| ((*k).to_owned(), subst(v)))
             .collect();
         let out = crate::run(
             program,
             &args,
             &self.addr,
+            &env,
             case.stdin,
             Duration::from_secs(120),
         );
         let sessions = [session, other];
+        let dir = self.dir.display().to_string();
         Outcome {
-            stdout: normalise(&esc(&out.stdout), &sessions, dead),
-            stderr: normalise(&esc(&out.stderr), &sessions, dead),
+            stdout: normalise(&esc(&out.stdout), &sessions, dead, &dir),
+            stderr: normalise(&esc(&out.stderr), &sessions, dead, &dir),
             code: out.status.code().unwrap_or(-1),
-            store: normalise(&self.dump(), &sessions, dead),
+            store: normalise(&self.dump(), &sessions, dead, &dir),
         }
     }
 }
@@ -417,6 +478,11 @@ fn setup(addr: String) -> Env {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("payload.bin"), PAYLOAD).unwrap();
     std::fs::write(dir.join("export.json"), EXPORT).unwrap();
+    std::fs::write(dir.join("cert.pem"), CERT_PEM).unwrap();
+    std::fs::write(dir.join("key.pem"), KEY_PEM).unwrap();
+    std::fs::create_dir_all(dir.join("cadir")).unwrap();
+    std::fs::write(dir.join("cadir/ca.pem"), CERT_PEM).unwrap();
+    std::fs::write(dir.join("token"), "a-token\n").unwrap();
     Env {
         client,
         rt,

@@ -44,12 +44,13 @@ const CONSUL_ENV: &[&str] = &[
     "CONSUL_GRPC_ADDR",
 ];
 
-/// Runs `program args…` with `CONSUL_HTTP_ADDR=addr`, `stdin`, and a deadline; returns its
+/// Runs `program args…` with `CONSUL_HTTP_ADDR=addr` and `env`, `stdin`, and a deadline; returns its
 /// output.
 pub(crate) fn run(
     program: &Path,
     args: &[String],
     addr: &str,
+    env: &[(String, String)],
     stdin: Option<&[u8]>,
     deadline: Duration,
 ) -> Output {
@@ -58,7 +59,11 @@ pub(crate) fn run(
     for v in CONSUL_ENV {
         cmd.env_remove(v);
     }
-    cmd.env("CONSUL_HTTP_ADDR", addr)
+    cmd.env("CONSUL_HTTP_ADDR", addr);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

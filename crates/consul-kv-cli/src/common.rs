@@ -52,14 +52,81 @@ pub struct HttpArgs {
 }
 
 impl HttpArgs {
+    /// A flag's value, else the environment variable's (as Go's client reads them).
+    fn flag_or_env(flag: &Option<String>, var: &str) -> Option<String> {
+        flag.clone().or_else(|| env_nonempty(var))
+    }
+
+    /// The checks Go's client makes while it is created, in its order and words: the client
+    /// certificate and key, the CA file or directory, then the token file. Go makes them even
+    /// for a plain `http://` address.
+    ///
+    /// # Errors
+    /// The text consul prints after `Error connecting to Consul agent: `.
+    pub fn go_preflight(&self) -> Result<(), String> {
+        let cert = Self::flag_or_env(&self.client_cert, "CONSUL_CLIENT_CERT");
+        let key = Self::flag_or_env(&self.client_key, "CONSUL_CLIENT_KEY");
+        match (&cert, &key) {
+            (Some(c), Some(k)) => {
+                let c = read_file(c)?;
+                if !contains_pem(&c, "CERTIFICATE") {
+                    return Err("tls: failed to find any PEM data in certificate input".into());
+                }
+                let k = read_file(k)?;
+                if !contains_pem(&k, "PRIVATE KEY") && contains_pem(&k, "CERTIFICATE") {
+                    return Err(
+                        "tls: found a certificate rather than a key in the PEM for the private key"
+                            .into(),
+                    );
+                }
+                if !contains_pem(&k, "PRIVATE KEY") {
+                    return Err("tls: failed to find any PEM data in key input".into());
+                }
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("both client cert and client key must be provided".into());
+            }
+            (None, None) => {}
+        }
+        if let Some(f) = Self::flag_or_env(&self.ca_file, "CONSUL_CACERT") {
+            let pem = read_file(&f).map_err(|e| format!("Error loading CA File: {e}"))?;
+            if !contains_pem(&pem, "CERTIFICATE") {
+                return Err(format!("Error loading CA File: Couldn't parse PEM in: {f}"));
+            }
+        } else if let Some(d) = Self::flag_or_env(&self.ca_path, "CONSUL_CAPATH") {
+            check_ca_dir(std::path::Path::new(&d))?;
+        }
+        if let Some(t) = Self::flag_or_env(&self.token_file, "CONSUL_HTTP_TOKEN_FILE") {
+            read_file(&t).map_err(|e| format!("Error loading token file: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// [`go_preflight`](Self::go_preflight), then [`client`](Self::client).
+    ///
+    /// # Errors
+    /// The text consul prints after `Error connecting to Consul agent: `.
+    pub fn connect(&self) -> Result<Client, String> {
+        self.go_preflight()?;
+        self.client().map_err(|e| full_chain(&e))
+    }
+
     /// Builds the client: the environment first, the flags on top (flags win, as in Go).
     ///
     /// # Errors
     /// A configuration error (bad address, unreadable token or TLS file).
     pub fn client(&self) -> Result<Client, Error> {
         let mut b = Client::builder().from_env();
-        if let Some(a) = &self.http_addr {
-            b = b.address(a.clone());
+        // Go's client upgrades an `http://` address to HTTPS when CONSUL_HTTP_SSL is true.
+        let ssl = env_nonempty("CONSUL_HTTP_SSL")
+            .and_then(|v| crate::argv::parse_go_bool(&v))
+            .unwrap_or(false);
+        let addr = Self::flag_or_env(&self.http_addr, "CONSUL_HTTP_ADDR");
+        if let Some(a) = addr {
+            match a.strip_prefix("http://") {
+                Some(rest) if ssl => b = b.address(format!("https://{rest}")),
+                _ => b = b.address(a),
+            }
         }
         if let Some(t) = &self.token {
             b = b.token(t.clone());
@@ -167,6 +234,51 @@ impl HttpArgs {
             url.push_str(&q.join("&"));
         }
         url
+    }
+}
+
+/// Whether `data` holds a PEM block whose label ends with `label`.
+fn contains_pem(data: &[u8], label: &str) -> bool {
+    let text = String::from_utf8_lossy(data);
+    text.lines().any(|l| {
+        l.trim()
+            .strip_prefix("-----BEGIN ")
+            .and_then(|r| r.strip_suffix("-----"))
+            .is_some_and(|l| l.ends_with(label))
+    })
+}
+
+/// Go's walk of a CA directory: every file must hold a certificate.
+fn check_ca_dir(path: &std::path::Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("lstat {}: {}", path.display(), io_text(&e)))?;
+    if !meta.is_dir() {
+        let pem = std::fs::read(path).map_err(|e| go_read_error(&path.display().to_string(), &e))?;
+        if !contains_pem(&pem, "CERTIFICATE") {
+            return Err(format!(
+                "Error loading CA Path: Couldn't parse PEM in: {}",
+                path.display()
+            ));
+        }
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .map_err(|e| format!("open {}: {}", path.display(), io_text(&e)))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        check_ca_dir(&p)?;
+    }
+    Ok(())
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => e.to_string(),
     }
 }
 

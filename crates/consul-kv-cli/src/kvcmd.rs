@@ -161,11 +161,8 @@ pub fn pretty_pair(pair: &KvPair, b64: bool) -> Vec<u8> {
     tabwrite(&raw, 6)
 }
 
-fn connect_error(ui: &mut Ui, e: &consul_kv::Error) -> u8 {
-    ui.error(format!(
-        "Error connecting to Consul agent: {}",
-        crate::common::full_chain(e)
-    ));
+fn connect_error(ui: &mut Ui, e: &str) -> u8 {
+    ui.error(format!("Error connecting to Consul agent: {e}"));
     1
 }
 
@@ -184,7 +181,7 @@ pub async fn get(a: GetArgs) -> u8 {
         ui.error("Error! Missing KEY argument");
         return 1;
     }
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => return connect_error(&mut ui, &e),
     };
@@ -323,7 +320,7 @@ pub async fn put(a: PutArgs) -> u8 {
         ui.error("Error! Missing -session (required with -acquire and -release)");
         return 1;
     }
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => return connect_error(&mut ui, &e),
     };
@@ -470,7 +467,7 @@ pub async fn delete(a: DeleteArgs) -> u8 {
         ui.error("Cannot specify both -cas and -recurse!");
         return 1;
     }
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => return connect_error(&mut ui, &e),
     };
@@ -554,7 +551,7 @@ pub async fn export(a: ExportArgs) -> u8 {
             return 1;
         }
     };
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => return connect_error(&mut ui, &e),
     };
@@ -606,7 +603,7 @@ pub async fn import(a: ImportArgs) -> u8 {
             return 1;
         }
     };
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => return connect_error(&mut ui, &e),
     };

@@ -187,10 +187,10 @@ pub async fn run(a: LockArgs) -> u8 {
     } else {
         a.name.clone()
     };
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => {
-            ui.error(format!("Error connecting to Consul agent: {}", full_chain(&e)));
+            ui.error(format!("Error connecting to Consul agent: {e}"));
             return 1;
         }
     };

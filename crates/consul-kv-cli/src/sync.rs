@@ -319,10 +319,10 @@ pub async fn run(a: SyncArgs) -> u8 {
             return ERROR;
         }
     };
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => {
-            ui.error(format!("Error connecting to Consul agent: {}", full_chain(&e)));
+            ui.error(format!("Error connecting to Consul agent: {e}"));
             return ERROR;
         }
     };

@@ -126,10 +126,10 @@ pub async fn run(a: WatchArgs) -> u8 {
         handler.remove(0);
     }
     let target = target.strip_prefix('/').unwrap_or(&target).to_owned();
-    let client = match a.http.client() {
+    let client = match a.http.connect() {
         Ok(c) => c,
         Err(e) => {
-            ui.error(format!("Error connecting to Consul agent: {}", full_chain(&e)));
+            ui.error(format!("Error connecting to Consul agent: {e}"));
             return 1;
         }
     };
