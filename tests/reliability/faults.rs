@@ -101,7 +101,7 @@ async fn r9_truncated_and_reset_bodies_are_typed_and_reads_retry() {
             .unwrap();
         r.proxy.push([fault.clone()]);
         let e = c.kv().get("trunc").await.unwrap_err();
-        assert!(matches!(e, Error::Transport(_)), "{fault:?}: {e:?}");
+        assert!(matches!(e, Error::Transport { .. }), "{fault:?}: {e:?}");
         ok += 1;
     }
     figure(
@@ -198,7 +198,7 @@ async fn r10_html_gateway_errors_and_bad_json_are_typed() {
             "write: OutcomeUnknown={unknown} after {write_attempts} attempt(s); bad JSON: {bad}"
         ),
         "typed errors; a write behind a gateway error is OutcomeUnknown, not retried",
-        unknown && write_attempts == 1 && matches!(bad, Error::Response(_)),
+        unknown && write_attempts == 1 && matches!(bad, Error::Response { .. }),
     );
     r.proxy.clear();
 }

@@ -87,7 +87,7 @@ impl Workload {
     }
 }
 
-/// The prefix the list workloads read, and the seed step fills.
+/// The prefix the list workloads read, which `consul-kv-bench seed` fills.
 pub const DEFAULT_PREFIX: &str = "bench/items/";
 
 /// The usage text of the shared contract.
