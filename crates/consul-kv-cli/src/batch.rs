@@ -182,9 +182,6 @@ pub async fn write_all(
                             why.join("; ")
                         ));
                     }
-                    Ok(_) => {
-                        return Err(format!("Error! Batch of {} keys from {first}: unknown outcome", e - s));
-                    }
                     Err(err) => {
                         return Err(format!(
                             "Error! Failed writing batch of {} keys from {first}: {}",

@@ -342,6 +342,7 @@ fn server_message(r: &ResponseError) -> Option<String> {
         | ResponseError::RateLimited { message, .. }
         | ResponseError::NoLeader { message }
         | ResponseError::ServerUnavailable { message }
+        | ResponseError::UnknownDatacenter { message }
         | ResponseError::InvalidSession { message } => message,
         _ => return None,
     };

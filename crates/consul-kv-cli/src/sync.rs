@@ -284,7 +284,6 @@ pub async fn apply(client: &Client, changes: &[Change]) -> Result<Vec<String>, S
                         conflicts.push(pending.remove(i).key().to_owned());
                     }
                 }
-                Ok(_) => return Err("Error! unknown transaction outcome".to_owned()),
                 Err(e) => {
                     return Err(format!(
                         "Error! Failed writing a batch from {}: {}",

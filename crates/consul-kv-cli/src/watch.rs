@@ -157,7 +157,7 @@ pub async fn run(a: WatchArgs) -> u8 {
 
 /// The data being watched: one key, or every key under a prefix.
 enum Source {
-    Key(Box<consul_kv_hyper::Watcher<op::Get>>),
+    Key(Box<consul_kv_hyper::HyperWatch<op::Get>>),
     Prefix(Box<consul_kv::PrefixWatch>),
 }
 
