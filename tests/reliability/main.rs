@@ -9,6 +9,7 @@
 
 mod bad_input;
 mod faults;
+mod helpers;
 mod load;
 
 use std::net::SocketAddr;

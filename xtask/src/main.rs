@@ -13,6 +13,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod bulk_bench;
 mod consul;
 mod fixtures;
 mod soak;
@@ -25,6 +26,7 @@ cargo xtask <command>
 
 Commands:
   bench     every client against the same servers: target/bench/report.md + report.svg
+            (`bench bulk`: put_all and import beside one PUT per key: target/bench/bulk.md)
   ci        fmt --check, clippy -D warnings, tests, docs -D warnings, tidy
   consul    build (once, cached outside the repo) a real Consul agent; print its path
   fixtures  record real Consul responses into crates/consul-kv-proto/tests/fixtures
@@ -39,6 +41,9 @@ fn main() -> ExitCode {
     let cmd = args.first().map(String::as_str).unwrap_or("help");
     let rest = args.get(1..).unwrap_or_default();
     let result = match cmd {
+        "bench" if rest.first().is_some_and(|a| a == "bulk") => {
+            bulk_bench::run(&root(), rest.get(1..).unwrap_or_default())
+        }
         "bench" => bench::run(&root(), rest),
         "ci" => ci(rest),
         "tidy" => tidy::run(&root()),

@@ -6,9 +6,11 @@
 //! - [`fixed`]: the fixed-response server that isolates client overhead.
 //! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
 //! - [`micro`]: proto-only build/parse micro benchmarks.
+//! - [`bulk`]: `put_all` and `import` beside one `PUT` per key (`cargo xtask bench bulk`).
 //!
 //! Not published; not in the workspace's default members.
 
+pub mod bulk;
 pub mod contenders;
 pub mod fixed;
 pub mod harness;

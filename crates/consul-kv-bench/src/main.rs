@@ -10,6 +10,8 @@
 //!     one harness run; prints one JSON result line (flags: see the harness contract)
 //! consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 //!     proto build/parse micro benchmarks; one JSON line each
+//! consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH]
+//!     put_all and import beside one PUT per key; one JSON line each
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -27,6 +29,7 @@ consul-kv-bench serve [--keys N] [--value-size B]
 consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
 consul-kv-bench run --contender consul-kv|floor <contract>
 consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
+consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH]
 
 <contract>:
 ";
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         "seed" => seed(rest),
         "run" => run(rest),
         "micro" => run_micro(rest),
+        "bulk" => run_bulk(rest),
         "help" | "-h" | "--help" => {
             println!("{HELP}{USAGE}");
             Ok(())
@@ -161,4 +165,43 @@ fn run_micro(args: &[String]) -> Result<(), String> {
         println!("{}", r.to_json());
     }
     Ok(())
+}
+
+fn run_bulk(args: &[String]) -> Result<(), String> {
+    let (data, rest) = flags(args, &["--target", "--consul-bin"])?;
+    let target = rest
+        .iter()
+        .find(|(f, _)| *f == "--target")
+        .map(|(_, v)| (*v).to_owned())
+        .ok_or("--target is required")?;
+    let opts = consul_kv_bench::bulk::BulkOptions {
+        keys: data.keys,
+        value_size: data.value_size,
+        prefix: format!("bench-bulk/{}/", std::process::id()),
+        consul_bin: rest
+            .iter()
+            .find(|(f, _)| *f == "--consul-bin")
+            .map(|(_, v)| std::path::PathBuf::from(v)),
+    };
+    runtime()?.block_on(async {
+        let local = if target == "devserver" {
+            Some(
+                consul_kv_devserver::DevServer::builder()
+                    .start()
+                    .await
+                    .map_err(|e| format!("devserver: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let url = local.as_ref().map_or(target.clone(), |d| d.http_addr());
+        let results = consul_kv_bench::bulk::run(&url, &opts).await?;
+        for r in results {
+            println!("{}", r.to_json());
+        }
+        if let Some(d) = local {
+            d.shutdown().await.map_err(|e| format!("devserver: {e}"))?;
+        }
+        Ok(())
+    })
 }

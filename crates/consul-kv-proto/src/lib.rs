@@ -53,14 +53,18 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
+//! - [`batch`]: splitting many operations into transactions within Consul's limits.
+//! - [`export`]: the `consul kv export` / `import` JSON format.
 
 #![deny(missing_docs)]
 
 pub use bytes;
 pub use http;
 
+pub mod batch;
 mod encode;
 mod error;
+pub mod export;
 pub mod kv;
 mod meta;
 mod op;

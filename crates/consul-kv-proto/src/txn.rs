@@ -237,7 +237,7 @@ impl TxnOp {
         self
     }
 
-    fn to_wire(&self) -> wire::TxnKvOp {
+    pub(crate) fn to_wire(&self) -> wire::TxnKvOp {
         wire::TxnKvOp {
             verb: self.verb.as_str().to_owned(),
             key: self.key.clone(),

@@ -74,7 +74,9 @@
 
 #![deny(missing_docs)]
 
+mod batch;
 mod client;
+mod export;
 mod holding;
 pub mod kv;
 mod lock;
@@ -82,7 +84,11 @@ mod meta;
 mod scope;
 mod semaphore;
 pub mod session;
+mod sync;
+mod tree;
 mod txn;
+mod typed;
+mod update;
 mod watch;
 
 pub use bytes::Bytes;
@@ -105,6 +111,18 @@ pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
 pub use txn::{TxnOutcome, TxnRequest};
 pub use watch::{KeyWatch, PrefixWatch};
+
+// Helpers built on KV: read-modify-write, batches, export / import / sync, typed values.
+pub use batch::{BatchFailure, PutAllError, PutAllProgress, PutAllReport, PutAllRequest};
+pub use consul_kv_proto::batch::TxnLimits;
+pub use consul_kv_proto::export::ExportEntry;
+pub use export::ExportRequest;
+pub use sync::{
+    SyncAction, SyncChange, SyncConflict, SyncError, SyncPlan, SyncReport, SyncRequest,
+};
+pub use tree::{TreeMismatch, TreeRequest};
+pub use typed::{GetJsonRequest, ItemsJsonRequest, JsonError, JsonItem, SetJsonRequest};
+pub use update::{UpdateError, UpdateRequest, DEFAULT_UPDATE_ATTEMPTS};
 
 /// A `Result` whose error is the executor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
