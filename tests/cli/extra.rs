@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use consul_kv::{Bytes, Client};
+use consul_kv_devserver::{DevServer, DevServerBuilder};
 use consul_kv_tests::server::{self, TestServer};
 
 use crate::{ours, run};
@@ -22,30 +23,50 @@ struct Ctx {
 
 impl Ctx {
     fn new(case: &str) -> Self {
+        Self::with_server(case, None).expect("a server")
+    }
+
+    /// With `builder`: a devserver so configured, or `None` (with a note) when the suite runs
+    /// against an external server.
+    fn with_server(case: &str, builder: Option<DevServerBuilder>) -> Option<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let server = rt.block_on(server::start());
+        let server = match builder {
+            None => rt.block_on(server::start()),
+            Some(b) => rt.block_on(server::start_devserver(case, b))?,
+        };
         let addr = server.base_url();
         let client = Client::builder().address(addr.clone()).build().unwrap();
-        let id = format!("{}-{}", std::process::id(), consul_kv_tests::consul::free_port());
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            consul_kv_tests::consul::free_port()
+        );
         let dir = std::env::temp_dir().join(format!("consul-kv-cli-{case}-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        Self {
+        Some(Self {
             rt,
             server: Some(server),
             client,
             addr,
             dir,
             prefix: format!("cli/{case}/{id}/"),
-        }
+        })
     }
 
     fn cli(&self, args: &[&str], stdin: Option<&[u8]>) -> (String, String, i32) {
         let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        let out = run(&ours(), &args, &self.addr, &[], stdin, Duration::from_secs(120));
+        let out = run(
+            &ours(),
+            &args,
+            &self.addr,
+            &[],
+            stdin,
+            Duration::from_secs(120),
+        );
         (
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -152,39 +173,77 @@ fn import_atomic_batches_matches_import_and_writes_everything() {
 }
 
 #[test]
-fn import_atomic_batches_is_all_or_nothing_per_batch() {
-    let ctx = Ctx::new("import-atomic");
+fn import_atomic_batches_checks_everything_before_writing() {
+    let ctx = Ctx::new("import-check");
     let p = &ctx.prefix;
-    // Batches of two: [a, b] commits; [c, bad] is refused as a whole; [e] never runs.
+    // An invalid key anywhere: nothing is written.
     let entries = serde_json::json!([
         {"key": format!("{p}a"), "flags": 0, "value": "YQ=="},
-        {"key": format!("{p}b"), "flags": 0, "value": "Yg=="},
-        {"key": format!("{p}c"), "flags": 0, "value": "Yw=="},
         {"key": format!("{p}bad//key"), "flags": 0, "value": "ZA=="},
-        {"key": format!("{p}e"), "flags": 0, "value": "ZQ=="},
     ]);
-    let data = entries.to_string();
-    let (out, err, code) = ctx.cli(&["import", "-atomic-batches", "-batch-ops=2", &data], None);
-    assert_eq!(code, 1);
-    assert_eq!(out, format!("Imported: {p}a\nImported: {p}b\n"));
-    assert!(err.contains(&format!("{p}c")), "the failed batch is named: {err}");
-    let keys: Vec<String> = ctx.dump().into_iter().map(|(k, _, _)| k).collect();
-    assert_eq!(keys, [format!("{p}a"), format!("{p}b")]);
+    let (out, err, code) = ctx.cli(&["import", "-atomic-batches", &entries.to_string()], None);
+    assert_eq!((out.as_str(), code), ("", 1));
+    assert!(err.starts_with("Error! Nothing written: key "), "{err}");
+    assert!(err.contains("bad//key"), "{err}");
+    assert!(ctx.dump().is_empty());
 
-    // A value that is not base64 stops the import before anything is written.
+    // A value that is not base64: nothing is written either.
     let bad = serde_json::json!([
         {"key": format!("{p}x"), "value": "eA=="},
         {"key": format!("{p}y"), "value": "!!"},
     ])
     .to_string();
     let (out, err, code) = ctx.cli(&["import", "--atomic-batches", &bad], None);
-    assert_eq!(code, 1);
-    assert_eq!(out, "");
+    assert_eq!((out.as_str(), code), ("", 1));
     assert_eq!(
         err,
         format!("Error base 64 decoding value for key {p}y: illegal base64 data at input byte 0\n")
     );
-    assert_eq!(ctx.dump().len(), 2);
+    assert!(ctx.dump().is_empty());
+}
+
+#[test]
+fn import_atomic_batches_is_all_or_nothing_per_batch() {
+    // A server that refuses values over 64 bytes, which the client does not know: the second
+    // transaction is refused as a whole by the server.
+    let Some(ctx) = Ctx::with_server(
+        "import-atomic",
+        Some(DevServer::builder().kv_max_value_size(64)),
+    ) else {
+        return;
+    };
+    let p = &ctx.prefix;
+    let big = b64(&[b'x'; 100]);
+    let entries = serde_json::json!([
+        {"key": format!("{p}a"), "flags": 0, "value": "YQ=="},
+        {"key": format!("{p}b"), "flags": 0, "value": "Yg=="},
+        {"key": format!("{p}c"), "flags": 0, "value": "Yw=="},
+        {"key": format!("{p}d"), "flags": 0, "value": big},
+        {"key": format!("{p}e"), "flags": 0, "value": "ZQ=="},
+    ]);
+    let (out, err, code) = ctx.cli(
+        &[
+            "import",
+            "-atomic-batches",
+            "-batch-ops=2",
+            &entries.to_string(),
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(out, format!("Imported: {p}a\nImported: {p}b\n"));
+    assert!(
+        err.starts_with(&format!(
+            "Error! Failed writing batch 2 of 3 (2 keys from {p}c; 2 keys written before it)"
+        )),
+        "{err}"
+    );
+    let keys: Vec<String> = ctx.dump().into_iter().map(|(k, _, _)| k).collect();
+    assert_eq!(
+        keys,
+        [format!("{p}a"), format!("{p}b")],
+        "batch 2 left nothing behind"
+    );
 }
 
 #[test]
@@ -223,7 +282,10 @@ fn sync_dry_run_apply_and_in_sync() {
     // Apply.
     let (out, err, code) = ctx.cli(&["sync", "--delete", &src_s, &p], None);
     assert_eq!(code, 1, "stderr: {err}");
-    assert!(out.ends_with("applied: 2 added, 1 changed, 1 deleted\n"), "{out}");
+    assert!(
+        out.ends_with("applied: 2 added, 1 changed, 1 deleted\n"),
+        "{out}"
+    );
     let after = ctx.dump();
     let want: Vec<(String, u64, Vec<u8>)> = vec![
         (format!("{p}a"), 0, b"new a".to_vec()),
@@ -289,11 +351,17 @@ fn watch_prints_once_and_runs_a_handler_per_change() {
             .map(|s| s.lines().count() >= n)
             .unwrap_or(false)
     };
-    wait_for("the first handler run", Duration::from_secs(60), || lines(2));
+    wait_for("the first handler run", Duration::from_secs(60), || {
+        lines(2)
+    });
     ctx.set(&key, b"two");
-    wait_for("the second handler run", Duration::from_secs(60), || lines(4));
+    wait_for("the second handler run", Duration::from_secs(60), || {
+        lines(4)
+    });
     ctx.set(&format!("{}k2", ctx.prefix), b"three");
-    wait_for("the third handler run", Duration::from_secs(60), || lines(6));
+    wait_for("the third handler run", Duration::from_secs(60), || {
+        lines(6)
+    });
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(&log).unwrap();
@@ -352,7 +420,13 @@ fn lock_loss_kills_child(case: &str, ignore_term: bool) {
     // Lose the lock: destroy the session that holds PREFIX/.lock.
     let lock_key = format!("{prefix}/.lock");
     ctx.rt.block_on(async {
-        let k = ctx.client.kv().get(lock_key.clone()).await.unwrap().unwrap();
+        let k = ctx
+            .client
+            .kv()
+            .get(lock_key.clone())
+            .await
+            .unwrap()
+            .unwrap();
         let session = k.session.clone().expect("the lock key is held");
         assert!(ctx.client.session().destroy(&session).await.unwrap());
     });
@@ -370,7 +444,9 @@ fn lock_loss_kills_child(case: &str, ignore_term: bool) {
     let out = lock.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Lock lost, killing child"), "{stderr}");
-    wait_for("the child to be gone", Duration::from_secs(30), || !alive(&pid));
+    wait_for("the child to be gone", Duration::from_secs(30), || {
+        !alive(&pid)
+    });
 }
 
 #[test]
@@ -408,14 +484,23 @@ fn lock_runs_the_child_and_releases() {
     assert_eq!(code, 2);
 
     // A semaphore of two.
-    let (out, _, code) = ctx.cli(&["lock", "-n=2", &format!("{prefix}-sem"), "--", "echo", "ok"], None);
+    let (out, _, code) = ctx.cli(
+        &["lock", "-n=2", &format!("{prefix}-sem"), "--", "echo", "ok"],
+        None,
+    );
     assert_eq!((out.as_str(), code), ("ok\n", 0));
 
     // Usage errors as consul lock words them.
     let (_, err, code) = ctx.cli(&["lock", &prefix], None);
-    assert_eq!((err.as_str(), code), ("Key prefix and child command must be specified\n", 1));
+    assert_eq!(
+        (err.as_str(), code),
+        ("Key prefix and child command must be specified\n", 1)
+    );
     let (_, err, code) = ctx.cli(&["lock", "-n=0", &prefix, "true"], None);
-    assert_eq!((err.as_str(), code), ("Lock holder limit must be positive\n", 1));
+    assert_eq!(
+        (err.as_str(), code),
+        ("Lock holder limit must be positive\n", 1)
+    );
 }
 
 #[test]
@@ -425,18 +510,26 @@ fn lock_timeout_gives_up_while_another_holds_it() {
     let marker = ctx.dir.join("started");
     let script = format!("touch '{}'; exec sleep 600", marker.display());
     let mut holder = ctx.spawn(&["lock", &prefix, &script]);
-    wait_for("the holder's child", Duration::from_secs(60), || marker.exists());
+    wait_for("the holder's child", Duration::from_secs(60), || {
+        marker.exists()
+    });
     let (out, err, code) = ctx.cli(&["lock", "-timeout=1s", &prefix, "echo never"], None);
     assert_eq!(out, "");
     assert_eq!(code, 1);
-    assert_eq!(err, "Shutdown triggered or timeout during lock acquisition\n");
+    assert_eq!(
+        err,
+        "Shutdown triggered or timeout during lock acquisition\n"
+    );
     // SIGTERM to the holder: it stops its child and releases.
     let _ = Command::new("kill")
         .args(["-TERM", &holder.id().to_string()])
         .status();
     let start = Instant::now();
     while holder.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(60), "holder did not stop");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "holder did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -126,22 +126,49 @@ const CASES: &[Case] = &[
     c("get unicode key", &["get", "app/\u{fc}n\u{ef}code key"]),
     c("get -base64", &["get", "-base64", "app/bin"]),
     c("get -detailed", &["get", "-detailed", "app/db/host"]),
-    c("get -detailed -base64", &["get", "-detailed", "-base64", "app/bin"]),
-    c("get -detailed tab in value", &["get", "-detailed", "app/multi"]),
-    acquired(c("get -detailed session", &["get", "-detailed", "lock/held"])),
+    c(
+        "get -detailed -base64",
+        &["get", "-detailed", "-base64", "app/bin"],
+    ),
+    c(
+        "get -detailed tab in value",
+        &["get", "-detailed", "app/multi"],
+    ),
+    acquired(c(
+        "get -detailed session",
+        &["get", "-detailed", "lock/held"],
+    )),
     c("get -recurse", &["get", "-recurse", "app"]),
     c("get -recurse folder", &["get", "-recurse", "app/"]),
-    c("get -recurse -base64", &["get", "-recurse", "-base64", "app/db"]),
-    c("get -recurse -detailed", &["get", "-recurse", "-detailed", "app/db/"]),
+    c(
+        "get -recurse -base64",
+        &["get", "-recurse", "-base64", "app/db"],
+    ),
+    c(
+        "get -recurse -detailed",
+        &["get", "-recurse", "-detailed", "app/db/"],
+    ),
     c("get -recurse whole store", &["get", "-recurse"]),
     c("get -recurse nothing", &["get", "-recurse", "nothing/"]),
     c("get -keys root", &["get", "-keys"]),
     c("get -keys prefix", &["get", "-keys", "app/"]),
-    c("get -keys no separator", &["get", "-keys", "-separator=", "app/"]),
-    c("get -keys separator d", &["get", "-keys", "-separator", "d", "app/"]),
+    c(
+        "get -keys no separator",
+        &["get", "-keys", "-separator=", "app/"],
+    ),
+    c(
+        "get -keys separator d",
+        &["get", "-keys", "-separator", "d", "app/"],
+    ),
     c("get -keys nothing", &["get", "-keys", "nothing/"]),
-    c("get --double-dash flags", &["get", "--recurse=true", "--base64", "app/db"]),
-    c("get -recurse=false", &["get", "-recurse=false", "app/config"]),
+    c(
+        "get --double-dash flags",
+        &["get", "--recurse=true", "--base64", "app/db"],
+    ),
+    c(
+        "get -recurse=false",
+        &["get", "-recurse=false", "app/config"],
+    ),
     c("get -stale", &["get", "-stale", "app/config"]),
     c("get -token", &["get", "-token=anything", "app/config"]),
     c("get missing key", &["get", "missing/key"]),
@@ -149,89 +176,246 @@ const CASES: &[Case] = &[
     c("get too many arguments", &["get", "a", "b"]),
     c("get flag after key", &["get", "app/config", "-recurse"]),
     c("get -- ends flags", &["get", "--", "-recurse"]),
-    c("get unknown datacenter", &["get", "-datacenter=nope", "app/config"]),
-    c("get agent unreachable", &["get", "-http-addr={DEAD}", "app/config"]),
+    c(
+        "get unknown datacenter",
+        &["get", "-datacenter=nope", "app/config"],
+    ),
+    c(
+        "get agent unreachable",
+        &["get", "-http-addr={DEAD}", "app/config"],
+    ),
     // the HTTP flags and CONSUL_HTTP_* variables
-    c("-token-file", &["get", "-token-file={TOKENFILE}", "app/config"]),
-    c("-token-file missing", &["get", "-token-file=/nonexistent/token", "app/config"]),
+    c(
+        "-token-file",
+        &["get", "-token-file={TOKENFILE}", "app/config"],
+    ),
+    c(
+        "-token-file missing",
+        &["get", "-token-file=/nonexistent/token", "app/config"],
+    ),
     c("-ca-file", &["get", "-ca-file={CERT}", "app/config"]),
-    c("-ca-file not PEM", &["get", "-ca-file={NOTPEM}", "app/config"]),
-    c("-ca-file missing", &["get", "-ca-file=/nonexistent/ca.pem", "app/config"]),
+    c(
+        "-ca-file not PEM",
+        &["get", "-ca-file={NOTPEM}", "app/config"],
+    ),
+    c(
+        "-ca-file missing",
+        &["get", "-ca-file=/nonexistent/ca.pem", "app/config"],
+    ),
     c("-ca-path", &["get", "-ca-path={CADIR}", "app/config"]),
-    c("-ca-path missing", &["get", "-ca-path=/nonexistent/cadir", "app/config"]),
-    c("-client-cert -client-key", &["get", "-client-cert={CERT}", "-client-key={KEY}", "app/config"]),
-    c("-client-cert without key", &["get", "-client-cert={CERT}", "app/config"]),
-    c("-client-key is a certificate", &["get", "-client-cert={CERT}", "-client-key={CERT}", "app/config"]),
-    c("-client-cert not PEM", &["get", "-client-cert={NOTPEM}", "-client-key={KEY}", "app/config"]),
-    c("-tls-server-name", &["get", "-tls-server-name=consul.example", "app/config"]),
-    c("-http-addr wins over CONSUL_HTTP_ADDR", &["get", "-http-addr={AGENT}", "app/config"]),
+    c(
+        "-ca-path missing",
+        &["get", "-ca-path=/nonexistent/cadir", "app/config"],
+    ),
+    c(
+        "-client-cert -client-key",
+        &[
+            "get",
+            "-client-cert={CERT}",
+            "-client-key={KEY}",
+            "app/config",
+        ],
+    ),
+    c(
+        "-client-cert without key",
+        &["get", "-client-cert={CERT}", "app/config"],
+    ),
+    c(
+        "-client-key is a certificate",
+        &[
+            "get",
+            "-client-cert={CERT}",
+            "-client-key={CERT}",
+            "app/config",
+        ],
+    ),
+    c(
+        "-client-cert not PEM",
+        &[
+            "get",
+            "-client-cert={NOTPEM}",
+            "-client-key={KEY}",
+            "app/config",
+        ],
+    ),
+    c(
+        "-tls-server-name",
+        &["get", "-tls-server-name=consul.example", "app/config"],
+    ),
+    c(
+        "-http-addr wins over CONSUL_HTTP_ADDR",
+        &["get", "-http-addr={AGENT}", "app/config"],
+    ),
     real_only(c("-namespace", &["get", "-namespace=team", "app/config"])),
-    real_only(c("-partition", &["put", "-partition=team", "app/config", "x"])),
-    with_env(c("CONSUL_HTTP_TOKEN", &["get", "app/config"]), &[("CONSUL_HTTP_TOKEN", "anything")]),
+    real_only(c(
+        "-partition",
+        &["put", "-partition=team", "app/config", "x"],
+    )),
+    with_env(
+        c("CONSUL_HTTP_TOKEN", &["get", "app/config"]),
+        &[("CONSUL_HTTP_TOKEN", "anything")],
+    ),
     with_env(
         c("CONSUL_HTTP_TOKEN_FILE missing", &["get", "app/config"]),
         &[("CONSUL_HTTP_TOKEN_FILE", "/nonexistent/token")],
     ),
-    with_env(c("CONSUL_CACERT not PEM", &["export", "app/"]), &[("CONSUL_CACERT", "{NOTPEM}")]),
-    with_env(c("CONSUL_CAPATH", &["get", "app/config"]), &[("CONSUL_CAPATH", "{CADIR}")]),
+    with_env(
+        c("CONSUL_CACERT not PEM", &["export", "app/"]),
+        &[("CONSUL_CACERT", "{NOTPEM}")],
+    ),
+    with_env(
+        c("CONSUL_CAPATH", &["get", "app/config"]),
+        &[("CONSUL_CAPATH", "{CADIR}")],
+    ),
     with_env(
         c("CONSUL_CLIENT_CERT without key", &["delete", "app/config"]),
         &[("CONSUL_CLIENT_CERT", "{CERT}")],
     ),
     with_env(
         c("CONSUL_CLIENT_CERT and KEY", &["get", "app/config"]),
-        &[("CONSUL_CLIENT_CERT", "{CERT}"), ("CONSUL_CLIENT_KEY", "{KEY}")],
+        &[
+            ("CONSUL_CLIENT_CERT", "{CERT}"),
+            ("CONSUL_CLIENT_KEY", "{KEY}"),
+        ],
     ),
-    with_env(c("CONSUL_TLS_SERVER_NAME", &["get", "app/config"]), &[("CONSUL_TLS_SERVER_NAME", "x")]),
+    with_env(
+        c("CONSUL_TLS_SERVER_NAME", &["get", "app/config"]),
+        &[("CONSUL_TLS_SERVER_NAME", "x")],
+    ),
     real_only(with_env(
         c("CONSUL_NAMESPACE", &["get", "app/config"]),
         &[("CONSUL_NAMESPACE", "team")],
     )),
-    with_env(c("CONSUL_HTTP_ADDR unreachable", &["get", "app/config"]), &[("CONSUL_HTTP_ADDR", "{DEAD}")]),
+    with_env(
+        c("CONSUL_HTTP_ADDR unreachable", &["get", "app/config"]),
+        &[("CONSUL_HTTP_ADDR", "{DEAD}")],
+    ),
     // put
     c("put value", &["put", "new/key", "hello"]),
     c("put no data", &["put", "new/key"]),
     c("put empty data", &["put", "new/key", ""]),
-    c("put overwrite -flags", &["put", "-flags=9", "app/config", "v2"]),
-    c("put -base64", &["put", "-base64", "new/b", "aGVsbG8gd29ybGQ="]),
-    c("put -base64 invalid", &["put", "-base64", "new/b", "aGVsbG8*d29ybGQ="]),
+    c(
+        "put overwrite -flags",
+        &["put", "-flags=9", "app/config", "v2"],
+    ),
+    c(
+        "put -base64",
+        &["put", "-base64", "new/b", "aGVsbG8gd29ybGQ="],
+    ),
+    c(
+        "put -base64 invalid",
+        &["put", "-base64", "new/b", "aGVsbG8*d29ybGQ="],
+    ),
     c("put @file", &["put", "new/file", "@{PAYLOAD}"]),
-    c("put @missing file", &["put", "new/file", "@/nonexistent/file"]),
-    with_stdin(c("put - stdin", &["put", "new/stdin", "-"]), b"from stdin\n"),
+    c(
+        "put @missing file",
+        &["put", "new/file", "@/nonexistent/file"],
+    ),
+    with_stdin(
+        c("put - stdin", &["put", "new/stdin", "-"]),
+        b"from stdin\n",
+    ),
     c("put dash data", &["put", "new/dash", "-x"]),
-    c("put -cas ok", &["put", "-cas", "-modify-index={IDX:app/config}", "app/config", "v3"]),
-    c("put -cas stale index", &["put", "-cas", "-modify-index=1", "app/config", "v3"]),
-    c("put -cas without index", &["put", "-cas", "app/config", "v3"]),
-    c("put -cas without index creates", &["put", "-cas", "brand/new", "v3"]),
-    c("put -cas index 0", &["put", "-cas", "-modify-index=0", "brand/new", "x"]),
-    c("put -acquire", &["put", "-acquire", "-session={SESSION}", "lock/k", "mine"]),
+    c(
+        "put -cas ok",
+        &[
+            "put",
+            "-cas",
+            "-modify-index={IDX:app/config}",
+            "app/config",
+            "v3",
+        ],
+    ),
+    c(
+        "put -cas stale index",
+        &["put", "-cas", "-modify-index=1", "app/config", "v3"],
+    ),
+    c(
+        "put -cas without index",
+        &["put", "-cas", "app/config", "v3"],
+    ),
+    c(
+        "put -cas without index creates",
+        &["put", "-cas", "brand/new", "v3"],
+    ),
+    c(
+        "put -cas index 0",
+        &["put", "-cas", "-modify-index=0", "brand/new", "x"],
+    ),
+    c(
+        "put -acquire",
+        &["put", "-acquire", "-session={SESSION}", "lock/k", "mine"],
+    ),
     c("put -acquire no session", &["put", "-acquire", "lock/k"]),
     c("put -release no session", &["put", "-release", "lock/k"]),
-    acquired(c("put -release", &["put", "-release", "-session={SESSION}", "lock/held", "free"])),
-    c("put -release not held", &["put", "-release", "-session={SESSION}", "app/config"]),
-    acquired(c("put -acquire held by other", &["put", "-acquire", "-session={OTHER}", "lock/held"])),
+    acquired(c(
+        "put -release",
+        &["put", "-release", "-session={SESSION}", "lock/held", "free"],
+    )),
+    c(
+        "put -release not held",
+        &["put", "-release", "-session={SESSION}", "app/config"],
+    ),
+    acquired(c(
+        "put -acquire held by other",
+        &["put", "-acquire", "-session={OTHER}", "lock/held"],
+    )),
     real_only(c(
         "put -acquire unknown session",
-        &["put", "-acquire", "-session=00000000-0000-0000-0000-000000000000", "lock/k"],
+        &[
+            "put",
+            "-acquire",
+            "-session=00000000-0000-0000-0000-000000000000",
+            "lock/k",
+        ],
     )),
     c("put no key", &["put"]),
     c("put too many arguments", &["put", "a", "b", "c"]),
-    c("put unknown datacenter", &["put", "-datacenter=nope", "k", "v"]),
+    c(
+        "put unknown datacenter",
+        &["put", "-datacenter=nope", "k", "v"],
+    ),
     // delete
     c("delete key", &["delete", "app/config"]),
     c("delete missing key", &["delete", "missing/key"]),
     c("delete leading slash", &["delete", "/app/db/host"]),
     c("delete -recurse", &["delete", "-recurse", "app/db"]),
-    c("delete -recurse byte prefix", &["delete", "-recurse", "app"]),
+    c(
+        "delete -recurse byte prefix",
+        &["delete", "-recurse", "app"],
+    ),
     c("delete -recurse everything", &["delete", "-recurse"]),
     c("delete no key", &["delete"]),
     c("delete too many arguments", &["delete", "a", "b"]),
-    c("delete -cas ok", &["delete", "-cas", "-modify-index={IDX:app/config}", "app/config"]),
-    c("delete -cas stale index", &["delete", "-cas", "-modify-index=1", "app/config"]),
-    c("delete -cas without index", &["delete", "-cas", "app/config"]),
-    c("delete -modify-index without -cas", &["delete", "-modify-index=5", "app/config"]),
-    c("delete -cas -recurse", &["delete", "-recurse", "-cas", "-modify-index=5", "app"]),
-    c("delete unknown datacenter", &["delete", "-datacenter=nope", "app/config"]),
+    c(
+        "delete -cas ok",
+        &[
+            "delete",
+            "-cas",
+            "-modify-index={IDX:app/config}",
+            "app/config",
+        ],
+    ),
+    c(
+        "delete -cas stale index",
+        &["delete", "-cas", "-modify-index=1", "app/config"],
+    ),
+    c(
+        "delete -cas without index",
+        &["delete", "-cas", "app/config"],
+    ),
+    c(
+        "delete -modify-index without -cas",
+        &["delete", "-modify-index=5", "app/config"],
+    ),
+    c(
+        "delete -cas -recurse",
+        &["delete", "-recurse", "-cas", "-modify-index=5", "app"],
+    ),
+    c(
+        "delete unknown datacenter",
+        &["delete", "-datacenter=nope", "app/config"],
+    ),
     // export
     c("export prefix", &["export", "app/"]),
     c("export whole store", &["export"]),
@@ -243,7 +427,10 @@ const CASES: &[Case] = &[
     // import
     c("import @file", &["import", "@{EXPORT}"]),
     with_stdin(c("import - stdin", &["import", "-"]), EXPORT.as_bytes()),
-    c("import literal", &["import", r#"[{"key":"lit/k","flags":1,"value":"dg=="}]"#]),
+    c(
+        "import literal",
+        &["import", r#"[{"key":"lit/k","flags":1,"value":"dg=="}]"#],
+    ),
     c("import -prefix", &["import", "-prefix=copy/", "@{EXPORT}"]),
     c("import no data", &["import"]),
     c("import empty data", &["import", ""]),
@@ -252,7 +439,13 @@ const CASES: &[Case] = &[
     c("import truncated json", &["import", r#"[{"key":"a""#]),
     c("import object", &["import", "{}"]),
     c("import wrong field type", &["import", r#"[{"key":5}]"#]),
-    c("import bad base64", &["import", r#"[{"key":"ok","value":"dg=="},{"key":"bad","value":"!!"}]"#]),
+    c(
+        "import bad base64",
+        &[
+            "import",
+            r#"[{"key":"ok","value":"dg=="},{"key":"bad","value":"!!"}]"#,
+        ],
+    ),
     c("import @missing file", &["import", "@/nonexistent/file"]),
     c("import null", &["import", "null"]),
 ];
@@ -415,7 +608,11 @@ impl Env {
                 .replace("{AGENT}", &self.addr)
                 .replace("{DEAD}", dead)
         };
-        let args: Vec<String> = lead.iter().chain(case.args.iter()).map(|a| subst(a)).collect();
+        let args: Vec<String> = lead
+            .iter()
+            .chain(case.args.iter())
+            .map(|a| subst(a))
+            .collect();
         let env: Vec<(String, String)> = case
             .env
             .iter()
@@ -455,7 +652,9 @@ fn diff(case: &str, want: &Outcome, got: &Outcome) -> Option<String> {
         ("store", &want.store, &got.store),
     ] {
         if w != g {
-            s.push_str(&format!("  {what}: consul    {w:?}\n  {what}: consul-kv {g:?}\n"));
+            s.push_str(&format!(
+                "  {what}: consul    {w:?}\n  {what}: consul-kv {g:?}\n"
+            ));
         }
     }
     if want.code != got.code {
@@ -518,7 +717,11 @@ fn golden_cases_match_the_consul_cli() {
         if std::env::var("CONSUL_KV_GOLDEN_RECORD").is_ok_and(|v| v == "1") {
             let text = serde_json::to_string_pretty(&recorded).unwrap();
             std::fs::write(golden_path(), text + "\n").unwrap();
-            eprintln!("recorded {} cases into {}", CASES.len(), golden_path().display());
+            eprintln!(
+                "recorded {} cases into {}",
+                CASES.len(),
+                golden_path().display()
+            );
         }
         let _ = std::fs::remove_dir_all(&env.dir);
         assert!(
@@ -549,7 +752,10 @@ fn golden_cases_match_the_consul_cli() {
     let mut compared = 0;
     for case in CASES {
         if case.real_only {
-            eprintln!("note: golden case {:?} skipped: needs a real Consul agent", case.name);
+            eprintln!(
+                "note: golden case {:?} skipped: needs a real Consul agent",
+                case.name
+            );
             continue;
         }
         let want = Outcome::from_json(&recorded[case.name])

@@ -63,14 +63,13 @@ pub(crate) fn run(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("start the program");
     if let Some(input) = stdin {
         let mut s = child.stdin.take().expect("stdin");
@@ -85,7 +84,10 @@ pub(crate) fn run(
         Ok(out) => out.expect("output"),
         Err(_) => {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            panic!("{} {args:?} still running after {deadline:?}", program.display());
+            panic!(
+                "{} {args:?} still running after {deadline:?}",
+                program.display()
+            );
         }
     }
 }

@@ -87,7 +87,10 @@ impl fmt::Display for FlagError {
             Self::BadSyntax(a) => write!(f, "bad flag syntax: {a}"),
             Self::NeedsArgument(n) => write!(f, "flag needs an argument: -{n}"),
             Self::InvalidBool { name, value } => {
-                write!(f, "invalid boolean value {value:?} for -{name}: parse error")
+                write!(
+                    f,
+                    "invalid boolean value {value:?} for -{name}: parse error"
+                )
             }
             Self::InvalidValue { name, value } => {
                 write!(f, "invalid value {value:?} for flag -{name}: parse error")
@@ -256,10 +259,7 @@ mod tests {
 
     #[test]
     fn flags_stop_at_the_first_positional_and_after_double_dash() {
-        assert_eq!(
-            norm(&["k", "-recurse"]).unwrap(),
-            ["--", "k", "-recurse"]
-        );
+        assert_eq!(norm(&["k", "-recurse"]).unwrap(), ["--", "k", "-recurse"]);
         assert_eq!(norm(&["--", "-recurse"]).unwrap(), ["--", "-recurse"]);
         assert_eq!(norm(&["-", "x"]).unwrap(), ["--", "-", "x"]);
     }

@@ -181,7 +181,11 @@ impl HttpArgs {
         let addr = self
             .http_addr
             .clone()
-            .or_else(|| std::env::var("CONSUL_HTTP_ADDR").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var("CONSUL_HTTP_ADDR")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or_else(|| "127.0.0.1:8500".to_owned());
         if addr.contains("://") {
             addr.trim_end_matches('/').to_owned()
@@ -207,7 +211,11 @@ impl HttpArgs {
         if read && self.stale {
             p.push(("stale".into(), String::new()));
         }
-        if let Some(ns) = self.namespace.clone().or_else(|| env_nonempty("CONSUL_NAMESPACE")) {
+        if let Some(ns) = self
+            .namespace
+            .clone()
+            .or_else(|| env_nonempty("CONSUL_NAMESPACE"))
+        {
             p.push(("ns".into(), ns));
         }
         if let Some(pt) = self
@@ -223,7 +231,11 @@ impl HttpArgs {
 
     /// The URL Go's client would request, as its errors print it.
     pub fn go_url(&self, key: &str, read: bool, extra: &[(&str, String)]) -> String {
-        let mut url = format!("{}/v1/kv/{}", self.base_url(), consul_kv::proto::encode_key(key));
+        let mut url = format!(
+            "{}/v1/kv/{}",
+            self.base_url(),
+            consul_kv::proto::encode_key(key)
+        );
         let params = self.params(read, extra);
         if !params.is_empty() {
             url.push('?');
@@ -253,7 +265,8 @@ fn check_ca_dir(path: &std::path::Path) -> Result<(), String> {
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| format!("lstat {}: {}", path.display(), io_text(&e)))?;
     if !meta.is_dir() {
-        let pem = std::fs::read(path).map_err(|e| go_read_error(&path.display().to_string(), &e))?;
+        let pem =
+            std::fs::read(path).map_err(|e| go_read_error(&path.display().to_string(), &e))?;
         if !contains_pem(&pem, "CERTIFICATE") {
             return Err(format!(
                 "Error loading CA Path: Couldn't parse PEM in: {}",
@@ -443,7 +456,6 @@ pub fn read_file(path: &str) -> Result<Vec<u8>, String> {
 /// Reads stdin whole.
 pub fn read_stdin() -> Result<Vec<u8>, String> {
     let mut b = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
-        .map_err(|e| e.to_string())?;
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b).map_err(|e| e.to_string())?;
     Ok(b)
 }

@@ -43,9 +43,9 @@ pub enum Json {
     /// A string of bytes (escaped as Go escapes a `string`).
     Str(Vec<u8>),
     /// An array.
-    Array(Vec<Json>),
+    Array(Vec<Self>),
     /// An object with fields in this order.
-    Object(Vec<(&'static str, Json)>),
+    Object(Vec<(&'static str, Self)>),
 }
 
 impl Json {
@@ -123,7 +123,9 @@ impl Json {
 const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn decode_map(b: u8) -> Option<u8> {
-    STD.iter().position(|&c| c == b).and_then(|p| u8::try_from(p).ok())
+    STD.iter()
+        .position(|&c| c == b)
+        .and_then(|p| u8::try_from(p).ok())
 }
 
 /// Go's `base64.StdEncoding.DecodeString`: the bytes decoded and, on failure, the offset Go

@@ -391,7 +391,9 @@ pub fn parse_entries(data: &[u8]) -> Result<Vec<Entry>, String> {
             });
             let Some(val) = val else { continue };
             let type_err = |what: String, ty: &str| {
-                format!("json: cannot unmarshal {what} into Go struct field Entry.{field} of type {ty}")
+                format!(
+                    "json: cannot unmarshal {what} into Go struct field Entry.{field} of type {ty}"
+                )
             };
             match (field, val) {
                 (_, Value::Null) => {}
@@ -400,9 +402,7 @@ pub fn parse_entries(data: &[u8]) -> Result<Vec<Entry>, String> {
                 ("flags", Value::Number(n)) => match n.as_u64() {
                     Some(f) => e.flags = f,
                     None => {
-                        first_err.get_or_insert_with(|| {
-                            type_err(format!("number {n}"), "uint64")
-                        });
+                        first_err.get_or_insert_with(|| type_err(format!("number {n}"), "uint64"));
                     }
                 },
                 ("flags", other) => {
@@ -429,14 +429,26 @@ mod tests {
     #[test]
     fn go_syntax_errors() {
         let e = |s: &str| check_valid(s.as_bytes()).unwrap_err();
-        assert_eq!(e("xyz"), "invalid character 'x' looking for beginning of value");
-        assert_eq!(e("nope"), "invalid character 'o' in literal null (expecting 'u')");
+        assert_eq!(
+            e("xyz"),
+            "invalid character 'x' looking for beginning of value"
+        );
+        assert_eq!(
+            e("nope"),
+            "invalid character 'o' in literal null (expecting 'u')"
+        );
         assert_eq!(e("[{\"key\":\"a\""), "unexpected end of JSON input");
         assert_eq!(e(""), "unexpected end of JSON input");
-        assert_eq!(e("[1,]"), "invalid character ']' looking for beginning of value");
+        assert_eq!(
+            e("[1,]"),
+            "invalid character ']' looking for beginning of value"
+        );
         assert_eq!(e("{\"a\" 1}"), "invalid character '1' after object key");
         assert_eq!(e("[1] x"), "invalid character 'x' after top-level value");
-        assert_eq!(e("{1:2}"), "invalid character '1' looking for beginning of object key string");
+        assert_eq!(
+            e("{1:2}"),
+            "invalid character '1' looking for beginning of object key string"
+        );
         assert!(check_valid(b" [ {\"a\": -1.5e+3, \"b\": [true, false, null]} ] ").is_ok());
         assert!(check_valid(b"12").is_ok());
     }

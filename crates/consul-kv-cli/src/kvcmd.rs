@@ -119,9 +119,9 @@ pub struct ImportArgs {
           require_equals = true, default_missing_value = "true", default_value_t = false,
           value_name = "BOOL")]
     pub atomic_batches: bool,
-    /// The most operations per transaction with --atomic-batches (Consul allows 64).
-    #[arg(long = "batch-ops", default_value_t = 64, value_name = "N")]
-    pub batch_ops: u64,
+    /// The most operations per transaction with --atomic-batches (default: Consul's limit).
+    #[arg(long = "batch-ops", value_name = "N")]
+    pub batch_ops: Option<u64>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub http: HttpArgs,
@@ -223,7 +223,8 @@ pub async fn get(a: GetArgs) -> u8 {
                             ui.info("");
                         }
                     } else {
-                        let mut line = Vec::with_capacity(pair.key.len() + 1 + pair.value_bytes().len());
+                        let mut line =
+                            Vec::with_capacity(pair.key.len() + 1 + pair.value_bytes().len());
                         line.extend_from_slice(pair.key.as_bytes());
                         line.push(b':');
                         if a.base64 {
@@ -490,11 +491,7 @@ pub async fn delete(a: DeleteArgs) -> u8 {
             }
         }
     } else if a.cas {
-        match kv
-            .delete(key.clone())
-            .cas(Index::new(a.modify_index))
-            .await
-        {
+        match kv.delete(key.clone()).cas(Index::new(a.modify_index)).await {
             Ok(true) => {
                 ui.info(format!("Success! Deleted key: {key}"));
                 0

@@ -136,7 +136,9 @@ pub fn run(args: Vec<String>) -> u8 {
                 }
                 Err(e) => {
                     eprintln!("{e}");
-                    eprintln!("Usage: consul-kv {sub} [options] ... (see `consul-kv {sub} --help`)");
+                    eprintln!(
+                        "Usage: consul-kv {sub} [options] ... (see `consul-kv {sub} --help`)"
+                    );
                     return 1;
                 }
             }
@@ -181,7 +183,10 @@ pub fn main_entry() -> ExitCode {
         match a.into_string() {
             Ok(s) => args.push(s),
             Err(raw) => {
-                eprintln!("Error! Argument is not valid UTF-8: {}", raw.to_string_lossy());
+                eprintln!(
+                    "Error! Argument is not valid UTF-8: {}",
+                    raw.to_string_lossy()
+                );
                 return ExitCode::from(1);
             }
         }

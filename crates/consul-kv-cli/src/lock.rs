@@ -29,8 +29,13 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// How many may hold it at once (above 1: a semaphore).
-    #[arg(short = 'n', long = "n", default_value_t = 1, value_name = "N",
-          allow_negative_numbers = true)]
+    #[arg(
+        short = 'n',
+        long = "n",
+        default_value_t = 1,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub n: i64,
     /// The session name (default: derived from the child and the prefix).
     #[arg(long, default_value = "", value_name = "NAME")]
@@ -54,8 +59,12 @@ pub struct LockArgs {
     pub pass_stdin: bool,
     /// Accepted for compatibility with `consul lock`; losing the lock is noticed by the
     /// client's own bounded retries.
-    #[arg(long = "monitor-retry", default_value_t = 3, value_name = "N",
-          allow_negative_numbers = true)]
+    #[arg(
+        long = "monitor-retry",
+        default_value_t = 3,
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub monitor_retry: i64,
     /// Print what happens (acquisition, loss, child signals) on stderr.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true,
@@ -201,9 +210,10 @@ pub async fn run(a: LockArgs) -> u8 {
             ui.error(s);
         }
     };
-    let (Ok(mut sigint), Ok(mut sigterm)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut sigint), Ok(mut sigterm)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         ui.error("Error! Could not install signal handlers");
         return 1;
     };
@@ -293,7 +303,10 @@ pub async fn run(a: LockArgs) -> u8 {
             if let Some(why) = why {
                 ui.error(why);
                 signal_child(pid, Signal::SIGTERM);
-                if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+                if tokio::time::timeout(KILL_GRACE, child.wait())
+                    .await
+                    .is_err()
+                {
                     say(&mut ui, "Child did not exit after grace period of 5s");
                     signal_child(pid, Signal::SIGKILL);
                     let _ = child.wait().await;
@@ -319,7 +332,10 @@ mod tests {
     #[test]
     fn go_durations() {
         assert_eq!(parse_go_duration("0"), Some((false, Duration::ZERO)));
-        assert_eq!(parse_go_duration("1s"), Some((false, Duration::from_secs(1))));
+        assert_eq!(
+            parse_go_duration("1s"),
+            Some((false, Duration::from_secs(1)))
+        );
         assert_eq!(
             parse_go_duration("1m30s"),
             Some((false, Duration::from_secs(90)))
@@ -328,7 +344,10 @@ mod tests {
             parse_go_duration("250ms"),
             Some((false, Duration::from_millis(250)))
         );
-        assert_eq!(parse_go_duration("-1s"), Some((true, Duration::from_secs(1))));
+        assert_eq!(
+            parse_go_duration("-1s"),
+            Some((true, Duration::from_secs(1)))
+        );
         assert_eq!(parse_go_duration("5"), None);
         assert_eq!(parse_go_duration(""), None);
     }

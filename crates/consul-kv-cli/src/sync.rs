@@ -19,10 +19,8 @@ use std::path::Path;
 
 use bytes::Bytes;
 use clap::{ArgAction, Args};
-use consul_kv::proto::txn::TxnOp;
-use consul_kv::{Cas, Client, Index, TxnOutcome};
+use consul_kv::{ExportEntry, SyncAction};
 
-use crate::batch::{batches, op_size, Chunk, MAX_TXN_OPS};
 use crate::common::{full_chain, read_file, read_stdin, HttpArgs, Ui};
 use crate::gocompat::go_base64_decode;
 
@@ -57,79 +55,6 @@ pub struct SyncArgs {
 /// What the store should hold under the prefix: key → (value, flags).
 pub type Desired = BTreeMap<String, (Bytes, u64)>;
 
-/// One change of a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// Create the key (only if still absent).
-    Add {
-        /// The key.
-        key: String,
-        /// Its value.
-        value: Bytes,
-        /// Its flags.
-        flags: u64,
-    },
-    /// Overwrite the key (only if its modify index is still `index`).
-    Update {
-        /// The key.
-        key: String,
-        /// Its new value.
-        value: Bytes,
-        /// Its new flags.
-        flags: u64,
-        /// The modify index seen.
-        index: u64,
-    },
-    /// Delete the key (only if its modify index is still `index`).
-    Remove {
-        /// The key.
-        key: String,
-        /// The modify index seen.
-        index: u64,
-    },
-}
-
-impl Change {
-    /// The key.
-    pub fn key(&self) -> &str {
-        match self {
-            Self::Add { key, .. } | Self::Update { key, .. } | Self::Remove { key, .. } => key,
-        }
-    }
-
-    fn sign(&self) -> char {
-        match self {
-            Self::Add { .. } => '+',
-            Self::Update { .. } => '~',
-            Self::Remove { .. } => '-',
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            Self::Add { key, value, .. } | Self::Update { key, value, .. } => {
-                op_size(key, value.len())
-            }
-            Self::Remove { key, .. } => op_size(key, 0),
-        }
-    }
-
-    fn op(&self) -> TxnOp {
-        match self {
-            Self::Add { key, value, flags } => {
-                TxnOp::cas(key.clone(), value.clone(), Cas::Absent).with_flags(*flags)
-            }
-            Self::Update {
-                key,
-                value,
-                flags,
-                index,
-            } => TxnOp::cas(key.clone(), value.clone(), Index::new(*index)).with_flags(*flags),
-            Self::Remove { key, index } => TxnOp::delete_cas(key.clone(), Index::new(*index)),
-        }
-    }
-}
-
 /// The folder form of PREFIX: no leading `/`, a trailing `/` unless empty.
 pub fn folder(prefix: &str) -> String {
     let p = prefix.strip_prefix('/').unwrap_or(prefix);
@@ -157,8 +82,8 @@ pub fn load_source(source: &str, prefix: &str) -> Result<Desired, String> {
     } else {
         read_file(source)?
     };
-    let entries =
-        crate::gojson::parse_entries(&data).map_err(|e| format!("{source}: not an export file: {e}"))?;
+    let entries = crate::gojson::parse_entries(&data)
+        .map_err(|e| format!("{source}: not an export file: {e}"))?;
     for e in entries {
         if !e.key.starts_with(prefix) {
             return Err(format!(
@@ -209,95 +134,6 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Desired) -> Result<(), 
     Ok(())
 }
 
-/// The changes that make `current` (key → (value, flags, modify index)) look like `desired`.
-pub fn plan(
-    desired: &Desired,
-    current: &BTreeMap<String, (Bytes, u64, u64)>,
-    delete: bool,
-) -> Vec<Change> {
-    let mut changes = Vec::new();
-    for (key, (value, flags)) in desired {
-        match current.get(key) {
-            None => changes.push(Change::Add {
-                key: key.clone(),
-                value: value.clone(),
-                flags: *flags,
-            }),
-            Some((v, f, index)) if v != value || f != flags => changes.push(Change::Update {
-                key: key.clone(),
-                value: value.clone(),
-                flags: *flags,
-                index: *index,
-            }),
-            Some(_) => {}
-        }
-    }
-    if delete {
-        for (key, (_, _, index)) in current {
-            if !desired.contains_key(key) {
-                changes.push(Change::Remove {
-                    key: key.clone(),
-                    index: *index,
-                });
-            }
-        }
-    }
-    changes.sort_by(|a, b| a.key().cmp(b.key()));
-    changes
-}
-
-/// Applies `changes`, each conditional on the index it was planned from. Returns the keys that
-/// conflicted (left alone).
-///
-/// # Errors
-/// A message when Consul refused a transaction for another reason than a conflict, or could
-/// not be reached; the batches before it are applied.
-pub async fn apply(client: &Client, changes: &[Change]) -> Result<Vec<String>, String> {
-    let kv = client.kv();
-    let sizes: Vec<usize> = changes.iter().map(Change::size).collect();
-    let mut conflicts = Vec::new();
-    for chunk in batches(&sizes, MAX_TXN_OPS) {
-        let mut pending: Vec<&Change> = match chunk {
-            Chunk::Txn(s, e) => changes[s..e].iter().collect(),
-            Chunk::Single(i) => vec![&changes[i]],
-        };
-        // Each round either commits or removes at least one conflicting change: bounded.
-        while !pending.is_empty() {
-            let mut txn = kv.txn();
-            for c in &pending {
-                txn = txn.op(c.op());
-            }
-            match txn.await {
-                Ok(TxnOutcome::Committed(_)) => break,
-                Ok(TxnOutcome::RolledBack(errs)) => {
-                    let mut bad: Vec<usize> = errs
-                        .iter()
-                        .map(|e| e.op_index)
-                        .filter(|i| *i < pending.len())
-                        .collect();
-                    if bad.is_empty() {
-                        bad = (0..pending.len()).collect();
-                    }
-                    bad.sort_unstable();
-                    bad.dedup();
-                    for i in bad.into_iter().rev() {
-                        conflicts.push(pending.remove(i).key().to_owned());
-                    }
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "Error! Failed writing a batch from {}: {}",
-                        pending.first().map(|c| c.key()).unwrap_or_default(),
-                        full_chain(&e)
-                    ))
-                }
-            }
-        }
-    }
-    conflicts.sort();
-    Ok(conflicts)
-}
-
 /// `sync`.
 pub async fn run(a: SyncArgs) -> u8 {
     let mut ui = Ui::default();
@@ -325,72 +161,74 @@ pub async fn run(a: SyncArgs) -> u8 {
             return ERROR;
         }
     };
-    let items = match client
-        .kv()
-        .items(prefix.clone())
-        .consistency(consul_kv::Consistency::Consistent)
+    let desired: Vec<ExportEntry> = desired
+        .into_iter()
+        .map(|(k, (v, f))| ExportEntry::new(k, f, v))
+        .collect();
+    let kv = client.kv();
+    let plan = match kv
+        .sync(prefix.clone(), desired.clone())
+        .delete(a.delete)
+        .plan()
         .await
     {
-        Ok(i) => i,
+        Ok(p) => p,
         Err(e) => {
-            ui.error(format!("Error querying Consul agent: {}", full_chain(&e)));
+            ui.error(format!("Error! {}", full_chain(&e)));
             return ERROR;
         }
     };
-    let current: BTreeMap<String, (Bytes, u64, u64)> = items
-        .into_iter()
-        .map(|p| {
-            let v = p.value.clone().unwrap_or_default();
-            (p.key, (v, p.flags, p.modify_index))
-        })
-        .collect();
-    let changes = plan(&desired, &current, a.delete);
-    if changes.is_empty() {
+    if plan.is_empty() {
         ui.info(format!(
             "in sync: {} keys under {prefix:?} match {source}",
             desired.len()
         ));
         return IN_SYNC;
     }
-    for c in &changes {
-        ui.info(format!("{} {}", c.sign(), c.key()));
+    let mut lines: Vec<(&str, char)> = Vec::with_capacity(plan.len());
+    lines.extend(plan.added.iter().map(|e| (e.key.as_str(), '+')));
+    lines.extend(plan.changed.iter().map(|c| (c.desired.key.as_str(), '~')));
+    lines.extend(plan.deleted.iter().map(|d| (d.key.as_str(), '-')));
+    lines.sort_unstable();
+    for (key, sign) in &lines {
+        ui.info(format!("{sign} {key}"));
     }
-    let count = |s: char| changes.iter().filter(|c| c.sign() == s).count();
-    let (add, chg, del) = (count('+'), count('~'), count('-'));
+    let (add, chg, del) = (plan.added.len(), plan.changed.len(), plan.deleted.len());
     if a.dry_run {
         ui.info(format!(
             "plan: {add} to add, {chg} to change, {del} to delete (dry run: nothing written)"
         ));
         return CHANGED;
     }
-    match apply(&client, &changes).await {
-        Ok(conflicts) => {
-            let lost = |s: char| {
-                changes
+    match plan.apply(&kv).await {
+        Ok(report) => {
+            let lost = |action: SyncAction| {
+                report
+                    .conflicts
                     .iter()
-                    .filter(|c| c.sign() == s && conflicts.iter().any(|k| k == c.key()))
+                    .filter(|c| c.action == action)
                     .count()
             };
             ui.info(format!(
                 "applied: {} added, {} changed, {} deleted",
-                add - lost('+'),
-                chg - lost('~'),
-                del - lost('-')
+                add - lost(SyncAction::Add),
+                chg - lost(SyncAction::Change),
+                del - lost(SyncAction::Delete)
             ));
-            if conflicts.is_empty() {
+            if report.conflicts.is_empty() {
                 return CHANGED;
             }
-            for k in &conflicts {
-                ui.info(format!("! {k}"));
+            for c in &report.conflicts {
+                ui.info(format!("! {} ({})", c.key, c.what));
             }
             ui.error(format!(
                 "{} conflicts: changed by someone else since the plan was made; left alone",
-                conflicts.len()
+                report.conflicts.len()
             ));
             CONFLICT
         }
         Err(e) => {
-            ui.error(e);
+            ui.error(format!("Error! {}", full_chain(&e)));
             ERROR
         }
     }
@@ -401,20 +239,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plan_adds_changes_and_deletes_in_key_order() {
-        let mut desired = Desired::new();
-        desired.insert("p/a".into(), (Bytes::from_static(b"1"), 0));
-        desired.insert("p/b".into(), (Bytes::from_static(b"2"), 0));
-        desired.insert("p/c".into(), (Bytes::from_static(b"3"), 5));
-        let mut current = BTreeMap::new();
-        current.insert("p/b".into(), (Bytes::from_static(b"2"), 0, 7));
-        current.insert("p/c".into(), (Bytes::from_static(b"3"), 0, 8));
-        current.insert("p/d".into(), (Bytes::from_static(b"4"), 0, 9));
-        let p = plan(&desired, &current, true);
-        let signs: Vec<(char, &str)> = p.iter().map(|c| (c.sign(), c.key())).collect();
-        assert_eq!(signs, [('+', "p/a"), ('~', "p/c"), ('-', "p/d")]);
-        assert_eq!(plan(&desired, &current, false).len(), 2);
+    fn prefix_is_a_folder() {
         assert_eq!(folder("/app"), "app/");
+        assert_eq!(folder("app/"), "app/");
         assert_eq!(folder(""), "");
     }
 }
