@@ -1,12 +1,12 @@
 //! The golden test: `consul kv ARGS` and `consul-kv ARGS` from the same starting store.
 //!
-//! With a Consul binary (`cargo xtask consul`, or `CONSUL_KV_CONSUL_BIN`) one dev agent is
-//! started; for every case the store is reset to [`FIXTURE`], the real CLI runs, the store is
+//! With `CONSUL_KV_TEST_TARGET=consul` (the real-Consul step of `cargo xtask ci`) one dev
+//! agent is started from the binary `cargo xtask consul` built (or `CONSUL_KV_CONSUL_BIN`); for every case the store is reset to [`FIXTURE`], the real CLI runs, the store is
 //! reset again and `consul-kv` runs; stdout, stderr, the exit code and the store afterwards
 //! must be equal once index numbers and session IDs are normalised. Each case's normalised
 //! outcome of the real CLI is recorded in `golden.json` when `CONSUL_KV_GOLDEN_RECORD=1`.
 //!
-//! Without a Consul binary, `consul-kv` runs against the devserver and is compared with the
+//! Otherwise (the default), `consul-kv` runs against the devserver and is compared with the
 //! recorded outcomes of the real CLI (cases marked `real_only` depend on Consul's own error
 //! texts for sessions and are skipped there, with a note).
 
@@ -699,7 +699,9 @@ fn golden_cases_match_the_consul_cli() {
     assert_eq!(names.len(), CASES.len(), "case names are unique");
     let dead = format!("127.0.0.1:{}", free_port());
 
-    if let Some(bin) = binary() {
+    if std::env::var("CONSUL_KV_TEST_TARGET").is_ok_and(|t| t == "consul") {
+        let bin = binary()
+            .expect("CONSUL_KV_TEST_TARGET=consul but no Consul binary: run `cargo xtask consul`");
         let mut agent = ConsulAgent::dev(&bin).expect("start consul agent -dev");
         agent.kill_with_this_process();
         agent.wait_ready(Duration::from_secs(60)).unwrap();
@@ -740,7 +742,7 @@ fn golden_cases_match_the_consul_cli() {
         return;
     }
 
-    // No Consul binary: compare with the recorded outcomes of the real CLI, on the devserver.
+    // The devserver: compare with the recorded outcomes of the real CLI.
     let text = std::fs::read_to_string(golden_path()).expect("tests/cli/golden.json");
     let recorded: serde_json::Value = serde_json::from_str(&text).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -776,6 +778,6 @@ fn golden_cases_match_the_consul_cli() {
     );
     eprintln!(
         "golden: {compared} cases identical to the recorded consul kv outputs (devserver; \
-         no Consul binary, run `cargo xtask consul` for the side-by-side run)"
+         CONSUL_KV_TEST_TARGET=consul runs them side by side with the real CLI)"
     );
 }

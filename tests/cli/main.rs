@@ -2,10 +2,10 @@
 //! real server over loopback.
 //!
 //! - `golden`: the same arguments through the real `consul kv` and through `consul-kv`, from
-//!   the same starting store on the same real agent; stdout, stderr, exit code and the store
-//!   afterwards must match (index numbers and session IDs normalised). Without a Consul binary
-//!   the recorded outputs of the real CLI (`golden.json`) are compared with `consul-kv` on the
-//!   devserver instead.
+//!   the same starting store on the same real agent (`CONSUL_KV_TEST_TARGET=consul`); stdout,
+//!   stderr, exit code and the store afterwards must match (index numbers and session IDs
+//!   normalised). By default the recorded outputs of the real CLI (`golden.json`) are compared
+//!   with `consul-kv` on the devserver instead.
 //! - `extra`: what `consul kv` lacks: `import --atomic-batches`, `sync`, `watch`, `lock`.
 //!
 //! The program under test is the binary `consul-kv-under-test` of this package: the same

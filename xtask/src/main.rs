@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod bench;
 mod bulk_bench;
+mod cli_bench;
 mod consul;
 mod fixtures;
 mod soak;
@@ -27,6 +28,7 @@ cargo xtask <command>
 Commands:
   bench     every client against the same servers: target/bench/report.md + report.svg
             (`bench bulk`: put_all and import beside one PUT per key: target/bench/bulk.md)
+            (`bench cli`: the consul-kv binary beside consul kv: target/bench/cli.md)
   ci        fmt --check, clippy -D warnings, tests, docs -D warnings, tidy
   consul    build (once, cached outside the repo) a real Consul agent; print its path
   fixtures  record real Consul responses into crates/consul-kv-proto/tests/fixtures
@@ -43,6 +45,9 @@ fn main() -> ExitCode {
     let result = match cmd {
         "bench" if rest.first().is_some_and(|a| a == "bulk") => {
             bulk_bench::run(&root(), rest.get(1..).unwrap_or_default())
+        }
+        "bench" if rest.first().is_some_and(|a| a == "cli") => {
+            cli_bench::run(&root(), rest.get(1..).unwrap_or_default())
         }
         "bench" => bench::run(&root(), rest),
         "ci" => ci(rest),
@@ -118,6 +123,8 @@ fn real_consul_suites(cargo: &str, bin: Option<&Path>) -> Result {
             "conformance",
             "--test",
             "it",
+            "--test",
+            "cli",
         ],
         &[
             ("CONSUL_KV_TEST_TARGET", "consul"),
