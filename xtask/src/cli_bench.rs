@@ -13,6 +13,8 @@
 //!   `consul-kv import --atomic-batches @file`; the prefix is deleted before each run
 //!   (untimed) and the key count checked after it. Target: `--atomic-batches` at least 20×
 //!   faster than `consul kv import`.
+//! - the floor: the same entries as prebuilt `/v1/txn` bodies sent over plain TCP, which
+//!   is Consul's own cost for writing them in transactions (no client can go below it).
 //! - export of M keys (default 100,000): `consul kv export` and `consul-kv export`, whose
 //!   outputs must be byte-identical.
 //! - binary size, and start-up: the median of R runs (default 20) of `version` /
@@ -158,6 +160,40 @@ fn export_file(path: &Path, prefix: &str, n: usize, size: usize) -> Result {
     std::fs::write(path, s).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The floor for any client: the same `n` entries as `/v1/txn` bodies of 128 `set`s, built
+/// before the clock starts and sent one after another over plain TCP, nothing parsed. What is
+/// left is Consul's own cost per transaction.
+fn raw_txn_floor(addr: SocketAddr, prefix: &str, n: usize, size: usize) -> Result<f64> {
+    let mut bodies = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let end = (i + 128).min(n);
+        let mut b = String::from("[");
+        for k in i..end {
+            let value: Vec<u8> = (0..size).map(|j| b'a' + ((k + j) % 26) as u8).collect();
+            if k > i {
+                b.push(',');
+            }
+            let _ = write!(
+                b,
+                "{{\"KV\":{{\"Verb\":\"set\",\"Key\":\"{prefix}{k:06}\",\"Value\":\"{}\"}}}}",
+                base64(&value)
+            );
+        }
+        b.push(']');
+        bodies.push(b);
+        i = end;
+    }
+    let start = Instant::now();
+    for b in &bodies {
+        let r = crate::fixtures::exchange(addr, "PUT", "/v1/txn", b.as_bytes())?;
+        if r.status != 200 {
+            return Err(format!("raw txn: {}", r.status));
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
 /// How many keys the agent holds under `prefix`.
 fn count_keys(addr: SocketAddr, prefix: &str) -> Result<usize> {
     let r = crate::fixtures::exchange(addr, "GET", &format!("/v1/kv/{prefix}?keys"), b"")?;
@@ -266,6 +302,12 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
         rows.push((name, secs));
     }
     delete_prefix(addr, prefix)?;
+    eprintln!("bench cli: raw /v1/txn floor ({import_keys} keys)");
+    let floor = raw_txn_floor(addr, prefix, import_keys, size)?;
+    if count_keys(addr, prefix)? != import_keys {
+        return Err("the raw txn floor stored the wrong number of keys".into());
+    }
+    delete_prefix(addr, prefix)?;
 
     // Export.
     let eprefix = "bench/export/";
@@ -329,6 +371,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
             base / secs.max(1e-9)
         );
     }
+    let _ = writeln!(
+        md,
+        "| floor: prebuilt `/v1/txn` bodies of 128 sets over plain TCP (no CLI) | {floor:.2} | {:.1}× |",
+        base / floor.max(1e-9)
+    );
     let _ = writeln!(
         md,
         "\n| export of {export_keys} keys | seconds | output |\n|---|---:|---|\n| `consul kv export` | {c_secs:.2} | {} bytes |\n| `consul-kv export` | {o_secs:.2} | {} |",
