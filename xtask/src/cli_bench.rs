@@ -382,12 +382,30 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
         c_out.len(),
         if identical { "byte-identical" } else { "**DIFFERS**" }
     );
+    // The workspace's release profile keeps line tables (`debug = 1`); `strip` shows the size
+    // of what `cargo install` users could ship.
+    let stripped = out_dir.join("consul-kv.stripped");
+    let stripped_size = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(&ours)
+        .status()
+        .ok()
+        .filter(std::process::ExitStatus::success)
+        .map(|_| file_size(&stripped));
     let _ = writeln!(
         md,
-        "\n| binary | size |\n|---|---:|\n| `consul` | {:.1} MiB |\n| `consul-kv` (release) | {:.1} MiB |",
+        "\n| binary | size |\n|---|---:|\n| `consul` | {:.1} MiB |\n| `consul-kv` (release, with the profile's line tables) | {:.1} MiB |",
         file_size(&consul) as f64 / 1048576.0,
         file_size(&ours) as f64 / 1048576.0
     );
+    if let Some(sz) = stripped_size {
+        let _ = writeln!(
+            md,
+            "| `consul-kv` (release, stripped) | {:.1} MiB |",
+            sz as f64 / 1048576.0
+        );
+    }
     let _ = writeln!(md, "\n| start-up (median of {runs}) | ms |\n|---|---:|");
     for (name, secs) in &startup {
         let _ = writeln!(md, "| `{name}` | {:.1} |", secs * 1000.0);
