@@ -10,10 +10,10 @@ use serde::Deserialize;
 use crate::encode::{check_key, KeyUse, Query};
 use crate::error::{BuildError, ErrorDetail, ResponseError, TxnErrors, TxnOpError};
 use crate::kv::{Cas, KvPair, WireEntry, B64};
-use crate::meta::{Consistency, Index, RequestContext, WriteOptions};
 use crate::op::{expect_status, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
 use crate::value::IntoValue;
+use crate::{Consistency, Index, RequestContext, WriteOptions};
 
 /// A KV transaction verb (Consul's `Verb` field).
 #[non_exhaustive]
@@ -460,15 +460,7 @@ impl Operation for Txn {
         let mut q = Query::new();
         self.opts.write_query(cx, &mut q)?;
         if self.is_read_only() {
-            match self.consistency {
-                Consistency::Default => {}
-                Consistency::Consistent => {
-                    q.flag("consistent");
-                }
-                Consistency::Stale => {
-                    q.flag("stale");
-                }
-            }
+            self.consistency.write_query(&mut q);
         }
         let body = serde_json::to_vec(&wire_ops).map_err(BuildError::Json)?;
         request(
