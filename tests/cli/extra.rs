@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use consul_kv::{Bytes, Client};
 use consul_kv_devserver::{DevServer, DevServerBuilder};
+use consul_kv_tests::proxy::{Fault, FaultProxy};
 use consul_kv_tests::server::{self, TestServer};
 
 use crate::{ours, run};
@@ -319,6 +320,57 @@ fn sync_dry_run_apply_and_in_sync() {
     let (_, err, code) = ctx.cli(&["sync", &file_s, "elsewhere/"], None);
     assert_eq!(code, 3);
     assert!(err.contains("not under the prefix"), "{err}");
+}
+
+#[test]
+fn sync_leaves_a_key_changed_after_the_plan_alone_and_exits_2() {
+    let ctx = Ctx::new("sync-conflict");
+    let p = ctx.prefix.clone();
+    let src = ctx.dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"ours a").unwrap();
+    std::fs::write(src.join("b"), b"ours b").unwrap();
+    ctx.set(&format!("{p}a"), b"old a");
+    ctx.set(&format!("{p}b"), b"old b");
+
+    // The CLI talks through a proxy that holds the answer of its first request (the plan's
+    // read of the prefix) for 6 s; meanwhile someone else writes `a`.
+    let upstream: std::net::SocketAddr = ctx
+        .addr
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = ctx.rt.block_on(FaultProxy::start(upstream));
+    proxy.push([Fault::DelayHeaders(Duration::from_secs(6))]);
+    let src_s = src.display().to_string();
+    let child = Command::new(ours())
+        .args(["sync", &src_s, &p])
+        .env("CONSUL_HTTP_ADDR", proxy.base_url())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the plan's read", Duration::from_secs(60), || {
+        !proxy.stats().request_lines().is_empty()
+    });
+    // The server answered the read long ago (the proxy holds the answer): change `a` now.
+    std::thread::sleep(Duration::from_secs(1));
+    ctx.set(&format!("{p}a"), b"theirs");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stdout: {stdout} stderr: {stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "~ {p}a\n~ {p}b\napplied: 0 added, 1 changed, 0 deleted\n! {p}a ("
+        )),
+        "{stdout}"
+    );
+    assert!(stderr.starts_with("1 conflicts: "), "{stderr}");
+    let stored = ctx.dump();
+    assert_eq!(stored[0].2, b"theirs", "the concurrent write is kept");
+    assert_eq!(stored[1].2, b"ours b", "the rest is applied");
 }
 
 #[test]
