@@ -335,11 +335,7 @@ fn sync_leaves_a_key_changed_after_the_plan_alone_and_exits_2() {
 
     // The CLI talks through a proxy that holds the answer of its first request (the plan's
     // read of the prefix) for 6 s; meanwhile someone else writes `a`.
-    let upstream: std::net::SocketAddr = ctx
-        .addr
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    let upstream: std::net::SocketAddr = ctx.addr.trim_start_matches("http://").parse().unwrap();
     let proxy = ctx.rt.block_on(FaultProxy::start(upstream));
     proxy.push([Fault::DelayHeaders(Duration::from_secs(6))]);
     let src_s = src.display().to_string();
@@ -360,7 +356,11 @@ fn sync_leaves_a_key_changed_after_the_plan_alone_and_exits_2() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stdout: {stdout} stderr: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {stdout} stderr: {stderr}"
+    );
     assert!(
         stdout.starts_with(&format!(
             "~ {p}a\n~ {p}b\napplied: 0 added, 1 changed, 0 deleted\n! {p}a ("
