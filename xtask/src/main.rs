@@ -167,14 +167,16 @@ fn msrv_build() -> Result {
     run("rustup", &args, &[])
 }
 
-/// Runs the conformance suite and the facade's integration tests against a real Consul agent
+/// Runs the conformance suite, the facade's integration tests and the `consul-kv` command's
+/// tests (its golden cases side by side with the real `consul kv`) against a real Consul agent
 /// (built by `cargo xtask consul`), or says loudly why it could not.
 fn real_consul_suites(cargo: &str, bin: Option<&Path>) -> Result {
     let Some(bin) = bin else {
         eprintln!(
             "\n!!! REAL-CONSUL RUN SKIPPED: no Go toolchain found, so no Consul agent could be \
              built.\n!!! The conformance, integration and cluster suites ran against the \
-             devserver only.\n"
+             devserver only; the CLI's golden cases were compared with their recorded consul kv \
+             outputs, not with a live consul kv.\n"
         );
         return Ok(());
     };
