@@ -124,3 +124,8 @@ pub use update::{UpdateError, UpdateRequest, DEFAULT_UPDATE_ATTEMPTS};
 
 /// A `Result` whose error is the executor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
