@@ -73,6 +73,6 @@ mod watch;
 
 pub use builder::{HyperClientBuilder, DEFAULT_ADDRESS};
 pub use client::{CallOptions, HyperClient};
-pub use error::{ConfigError, Error, TransportError};
+pub use error::{ConfigError, Error, RequestTarget, TransportError};
 pub use retry::RetryPolicy;
 pub use watch::HyperWatch;

@@ -260,7 +260,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::RequestContext;
+    use crate::RequestContext;
     use crate::op::Operation;
     use crate::txn::Txn;
 

@@ -53,6 +53,8 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
+//! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
+//!   does.
 //! - [`batch`]: splitting many operations into transactions within Consul's limits.
 //! - [`export`]: the `consul kv export` / `import` JSON format.
 
@@ -62,29 +64,32 @@ pub use bytes;
 pub use http;
 
 pub mod batch;
+pub mod duration;
 mod encode;
 mod error;
 pub mod export;
 pub mod kv;
 mod meta;
 mod op;
+mod options;
 pub mod session;
+mod token;
 pub mod txn;
 mod value;
 pub mod watch;
 
-pub use encode::{decode_path, encode_key, is_printable};
+pub use duration::{format_go_duration, format_wait, parse_go_duration};
+pub use encode::{decode_path, encode_key, go_quote, is_printable, percent_decode};
 pub use error::{
     BuildError, ErrorDetail, KeyError, ResponseError, ServerMessage, TxnErrors, TxnOpError,
     MAX_MESSAGE_BYTES,
 };
 pub use kv::{Cas, KvPair, WriteOutcome};
-pub use meta::{
-    format_go_duration, format_wait, parse_go_duration, Consistency, Index, Indexed, QueryMeta,
-    ReadOptions, RequestContext, Token, WriteOptions,
-};
+pub use meta::{Index, Indexed, QueryMeta};
 pub use op::{OpKind, Operation};
+pub use options::{Consistency, ReadOptions, RequestContext, WriteOptions};
 pub use session::{Behavior, SessionEntry, SessionId};
+pub use token::Token;
 pub use value::IntoValue;
 pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 

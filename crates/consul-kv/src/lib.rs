@@ -40,8 +40,8 @@
 //! - [`Kv::dc`] binds a whole endpoint to a datacenter: `client.kv().dc("dc2")`.
 //!
 //! Values are bytes ([`bytes::Bytes`]); a missing key is `Ok(None)`, not an error. Writes
-//! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in the
-//! seed API; [`outcome`](kv::SetRequest::outcome) gives a [`WriteOutcome`] instead.
+//! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in
+//! aioconsul's API; [`outcome`](kv::SetRequest::outcome) gives a [`WriteOutcome`] instead.
 //!
 //! # Acquire and release replace the value
 //!
@@ -77,6 +77,7 @@
 mod batch;
 mod client;
 mod export;
+mod holding;
 pub mod kv;
 mod lock;
 mod meta;
@@ -101,8 +102,9 @@ pub use consul_kv_proto::{
 };
 
 pub use client::{Client, ClientBuilder};
+pub use holding::{LockError, LockLost, LockStatus};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
-pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
+pub use lock::{Lock, LockBuilder, LOCK_FLAG};
 pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};

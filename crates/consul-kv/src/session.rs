@@ -670,7 +670,10 @@ async fn renew_loop(
             }
             Err(_elapsed) => {
                 if now.duration_since(last_ok) >= ttl {
-                    let e = Error::Timeout { after: budget };
+                    let e = Error::Timeout {
+                        request: None,
+                        after: budget,
+                    };
                     let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
                     return;
                 }

@@ -235,9 +235,10 @@ impl TxnRequest {
         *t.options_mut() = self.opts;
         match self.client.exec.execute(&t).await {
             Ok(r) => Ok(TxnOutcome::Committed(r)),
-            Err(Error::Response(ResponseError::TxnRolledBack { errors })) => {
-                Ok(TxnOutcome::RolledBack(errors.0))
-            }
+            Err(Error::Response {
+                error: ResponseError::TxnRolledBack { errors },
+                ..
+            }) => Ok(TxnOutcome::RolledBack(errors.0)),
             Err(e) => Err(e),
         }
     }
