@@ -253,7 +253,7 @@ pub struct SetJsonRequest {
 }
 
 impl SetJsonRequest {
-    /// Makes this a check-and-set, as [`cas`](crate::SetRequest::cas) on [`Kv::set`]: a
+    /// Makes this a check-and-set, as [`cas`](crate::kv::SetRequest::cas) on [`Kv::set`]: a
     /// `&ConsulMeta`, `&Key`, `Option<&Key>`, `&KvPair`, an `Index`, or `Cas::Absent`
     /// (create only).
     pub fn cas(mut self, cas: impl IntoCas) -> Self {
