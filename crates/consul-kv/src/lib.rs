@@ -113,7 +113,10 @@ pub use txn::{TxnOutcome, TxnRequest};
 pub use watch::{KeyWatch, PrefixWatch};
 
 // Helpers built on KV: read-modify-write, batches, export / import / sync, typed values.
-pub use batch::{BatchFailure, PutAllError, PutAllProgress, PutAllReport, PutAllRequest};
+pub use batch::{
+    BatchFailure, PutAllError, PutAllProgress, PutAllReport, PutAllRequest,
+    DEFAULT_PUT_ALL_CONCURRENCY,
+};
 pub use consul_kv_proto::batch::TxnLimits;
 pub use consul_kv_proto::export::ExportEntry;
 pub use export::ExportRequest;
