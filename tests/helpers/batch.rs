@@ -32,7 +32,14 @@ async fn put_all_splits_129_operations_into_two_transactions() {
         report.bytes,
         (0..129).map(|i| format!("v{i}").len() as u64).sum::<u64>()
     );
-    assert_eq!(*seen.lock().unwrap(), [(0, 2, 128), (1, 2, 129)]);
+    // Both chunks may be in flight at once: they report in the order they commit.
+    let mut seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.last().map(|s| s.2), Some(129));
+    seen.sort_unstable();
+    assert_eq!(
+        seen.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+        [(0, 2), (1, 2)]
+    );
     let items = kv.items(&p).await.unwrap();
     assert_eq!(items.len(), 129);
     for (i, pair) in items.iter().enumerate() {
@@ -146,6 +153,7 @@ async fn put_all_failure_names_the_chunk_and_what_was_committed() {
     let hook = handle.clone();
     let err = kv
         .put_all((0..300).map(|i| (format!("{p}{i:03}"), "v")))
+        .concurrency(1)
         .progress(move |pr| {
             if pr.chunk == 0 {
                 hook.set_fault(Some(Fault::Respond {
@@ -161,6 +169,7 @@ async fn put_all_failure_names_the_chunk_and_what_was_committed() {
     assert_eq!(err.chunks, 3);
     assert_eq!(err.committed.entries, 128);
     assert_eq!(err.committed.transactions, 1);
+    assert_eq!(err.committed_chunks, [0]);
     assert_eq!(err.keys.len(), 128);
     assert_eq!(err.keys[0], format!("{p}128"));
     assert_eq!(err.status().map(|s| s.as_u16()), Some(403));
@@ -169,4 +178,33 @@ async fn put_all_failure_names_the_chunk_and_what_was_committed() {
     let items = kv.items(&p).await.unwrap();
     assert_eq!(items.len(), 128, "exactly the first chunk is stored");
     assert_eq!(items.last().unwrap().key, format!("{p}127"));
+}
+
+#[tokio::test]
+async fn put_all_in_flight_chunks_end_as_a_sequential_write() {
+    let server = server::start().await;
+    let kv = client(&server).kv();
+    let p = prefix("put-all-dupes");
+    // 1,000 writes to 100 keys: each key's last value wins, whatever the chunks' timing.
+    let entries: Vec<(String, String)> = (0..1000)
+        .map(|i| (format!("{p}{:03}", i % 100), format!("round {}", i / 100)))
+        .collect();
+    let report = kv.put_all(entries).concurrency(8).await.unwrap();
+    assert_eq!(report.entries, 100, "a key given twice is written once");
+    let items = kv.items(&p).await.unwrap();
+    assert_eq!(items.len(), 100);
+    assert!(items.iter().all(|i| i.value_bytes() == b"round 9"));
+    // Many chunks in flight: every key lands.
+    let q = format!("{p}many/");
+    let report = kv
+        .put_all((0..2000).map(|i| (format!("{q}{i:04}"), i.to_string())))
+        .concurrency(16)
+        .await
+        .unwrap();
+    assert_eq!((report.entries, report.transactions), (2000, 16));
+    let items = kv.items(&q).await.unwrap();
+    assert_eq!(items.len(), 2000);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item.value_bytes(), i.to_string().as_bytes());
+    }
 }

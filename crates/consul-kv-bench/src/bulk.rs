@@ -2,7 +2,7 @@
 //! per key (what `consul kv import` does), against one server.
 //!
 //! Each method writes the same `keys` entries of `value_size` bytes under its own fresh
-//! prefix; the prefix is deleted before and after (untimed). `import` is timed from the
+//! prefix (`put_all` with its default transactions in flight, and with one at a time); the prefix is deleted before and after (untimed). `import` is timed from the
 //! export file's bytes: parsing included. With a Consul binary, the real
 //! `consul kv import @file` is timed too.
 
@@ -29,7 +29,7 @@ pub struct BulkOptions {
 /// One timed method.
 #[derive(Debug, Clone)]
 pub struct BulkResult {
-    /// `put-per-key`, `put_all`, `import` or `consul-cli-import`.
+    /// `put-per-key`, `put_all`, `put_all (1 in flight)`, `import` or `consul-cli-import`.
     pub method: &'static str,
     /// Keys written.
     pub keys: usize,
@@ -136,6 +136,25 @@ pub async fn run(target: &str, opts: &BulkOptions) -> Result<Vec<BulkResult>, St
         elapsed: start.elapsed(),
     });
     check(&client, &p, opts.keys, "put_all").await?;
+
+    // put_all with one transaction in flight at a time.
+    let s1 = format!("{}put-all-serial/", opts.prefix);
+    clear(&client, &s1).await?;
+    let data = entries(&s1, opts.keys, opts.value_size);
+    let start = Instant::now();
+    let report = kv
+        .put_all(data)
+        .concurrency(1)
+        .await
+        .map_err(|e| format!("put_all: {e}"))?;
+    out.push(BulkResult {
+        method: "put_all (1 in flight)",
+        keys: report.entries,
+        requests: report.transactions + report.single_writes,
+        elapsed: start.elapsed(),
+    });
+    check(&client, &s1, opts.keys, "put_all (1 in flight)").await?;
+    clear(&client, &s1).await?;
 
     // import: the export of what put_all wrote, as the CLI prints it, moved to a new prefix.
     let exported = kv.export(&p).await.map_err(|e| format!("export: {e}"))?;

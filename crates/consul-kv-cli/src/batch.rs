@@ -2,12 +2,14 @@
 //! [`Kv::import`](consul_kv::Kv::import), in transactions within Consul's limits (operations
 //! and body size per transaction, see [`TxnLimits`]), each transaction all-or-nothing.
 //!
-//! stdout stays what `consul kv import` prints (`Imported: KEY` per entry, printed once the
-//! transaction holding it committed); a progress bar is drawn on stderr only when stderr is a
-//! terminal.
+//! Several transactions may be in flight at once (the facade's default); a key given twice is
+//! written once, with its last value, as a sequential import would leave it. On success stdout
+//! is what `consul kv import` prints (`Imported: KEY` per entry, in the file's order); a
+//! progress bar is drawn on stderr only when stderr is a terminal. On failure stdout stays
+//! empty and stderr names the failed batch: each batch is all-or-nothing, other batches may be
+//! committed.
 
-use std::io::{IsTerminal as _, Write as _};
-use std::sync::Arc;
+use std::io::IsTerminal as _;
 
 use consul_kv::{BatchFailure, Bytes, Client, ExportEntry, TxnLimits};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -56,38 +58,29 @@ pub async fn import_batched(
             Bytes::from(value),
         ));
     }
-    let keys: Arc<Vec<String>> = Arc::new(batch.iter().map(|e| e.key.clone()).collect());
+    let keys: Vec<String> = batch.iter().map(|e| e.key.clone()).collect();
     let mut limits = TxnLimits::default();
     if let Some(n) = a.batch_ops {
         limits = limits.with_max_ops(usize::try_from(n).unwrap_or(usize::MAX).max(1));
     }
-    ui.flush();
     let pb = progress(keys.len(), "importing");
-    let (bar, printed_keys) = (pb.clone(), Arc::clone(&keys));
-    let mut printed = 0usize;
+    let bar = pb.clone();
     let result = client
         .kv()
         .import(batch)
         .limits(limits)
-        .progress(move |p| {
-            // Entries are committed in order: print the ones this chunk committed.
-            let upto = p.committed.entries.min(printed_keys.len());
-            let mut out = Vec::new();
-            for k in &printed_keys[printed..upto] {
-                out.extend_from_slice(b"Imported: ");
-                out.extend_from_slice(k.as_bytes());
-                out.push(b'\n');
-            }
-            printed = upto;
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(&out);
-            let _ = stdout.flush();
-            bar.set_position(upto as u64);
-        })
+        .progress(move |p| bar.set_position(p.committed.entries as u64))
         .await;
     pb.finish_and_clear();
     match result {
-        Ok(_) => 0,
+        Ok(_) => {
+            // Transactions may commit out of order: the lines come once all are in, in the
+            // file's order, one per entry as `consul kv import` prints them.
+            for k in &keys {
+                ui.info(format!("Imported: {k}"));
+            }
+            0
+        }
         Err(e) => {
             let first = e.keys.first().cloned().unwrap_or_default();
             let why = match &e.cause {
@@ -101,7 +94,7 @@ pub async fn import_batched(
             } else {
                 ui.error(format!(
                     "Error! Failed writing batch {} of {} ({} keys from {first}; {} keys \
-                     written before it): {why}",
+                     committed in other batches): {why}",
                     e.chunk + 1,
                     e.chunks,
                     e.keys.len(),

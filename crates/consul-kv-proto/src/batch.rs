@@ -260,9 +260,9 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meta::RequestContext;
     use crate::op::Operation;
     use crate::txn::Txn;
+    use crate::RequestContext;
 
     fn body_of(ops: &[TxnOp]) -> usize {
         Txn::new(ops.to_vec())
