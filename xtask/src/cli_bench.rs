@@ -13,8 +13,8 @@
 //!   `consul-kv import --atomic-batches @file`; the prefix is deleted before each run
 //!   (untimed) and the key count checked after it. Target: `--atomic-batches` at least 20×
 //!   faster than `consul kv import`.
-//! - the floor: the same entries as prebuilt `/v1/txn` bodies sent over plain TCP, which
-//!   is Consul's own cost for writing them in transactions (no client can go below it).
+//! - the floor: the same entries as prebuilt `/v1/txn` bodies sent over plain TCP, one and
+//!   four at a time, which is Consul's own cost for writing them in transactions.
 //! - export of M keys (default 100,000): `consul kv export` and `consul-kv export`, whose
 //!   outputs must be byte-identical.
 //! - binary size, and start-up: the median of R runs (default 20) of `version` /
@@ -163,7 +163,13 @@ fn export_file(path: &Path, prefix: &str, n: usize, size: usize) -> Result {
 /// The floor for any client: the same `n` entries as `/v1/txn` bodies of 128 `set`s, built
 /// before the clock starts and sent one after another over plain TCP, nothing parsed. What is
 /// left is Consul's own cost per transaction.
-fn raw_txn_floor(addr: SocketAddr, prefix: &str, n: usize, size: usize) -> Result<f64> {
+fn raw_txn_floor(
+    addr: SocketAddr,
+    prefix: &str,
+    n: usize,
+    size: usize,
+    inflight: usize,
+) -> Result<f64> {
     let mut bodies = Vec::new();
     let mut i = 0;
     while i < n {
@@ -184,13 +190,30 @@ fn raw_txn_floor(addr: SocketAddr, prefix: &str, n: usize, size: usize) -> Resul
         bodies.push(b);
         i = end;
     }
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
-    for b in &bodies {
-        let r = crate::fixtures::exchange(addr, "PUT", "/v1/txn", b.as_bytes())?;
-        if r.status != 200 {
-            return Err(format!("raw txn: {}", r.status));
-        }
-    }
+    // `inflight` senders take the next body until none is left.
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..inflight.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(b) = bodies.get(i) else {
+                            return Ok(());
+                        };
+                        let r = crate::fixtures::exchange(addr, "PUT", "/v1/txn", b.as_bytes())?;
+                        if r.status != 200 {
+                            return Err(format!("raw txn: {}", r.status));
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().map_err(|_| "a sender panicked".to_owned())?)
+    })?;
     Ok(start.elapsed().as_secs_f64())
 }
 
@@ -302,12 +325,16 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
         rows.push((name, secs));
     }
     delete_prefix(addr, prefix)?;
-    eprintln!("bench cli: raw /v1/txn floor ({import_keys} keys)");
-    let floor = raw_txn_floor(addr, prefix, import_keys, size)?;
-    if count_keys(addr, prefix)? != import_keys {
-        return Err("the raw txn floor stored the wrong number of keys".into());
+    let mut floors = Vec::new();
+    for inflight in [1, 4] {
+        eprintln!("bench cli: raw /v1/txn floor ({import_keys} keys, {inflight} in flight)");
+        let secs = raw_txn_floor(addr, prefix, import_keys, size, inflight)?;
+        if count_keys(addr, prefix)? != import_keys {
+            return Err("the raw txn floor stored the wrong number of keys".into());
+        }
+        delete_prefix(addr, prefix)?;
+        floors.push((inflight, secs));
     }
-    delete_prefix(addr, prefix)?;
 
     // Export.
     let eprefix = "bench/export/";
@@ -371,11 +398,13 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
             base / secs.max(1e-9)
         );
     }
-    let _ = writeln!(
-        md,
-        "| floor: prebuilt `/v1/txn` bodies of 128 sets over plain TCP (no CLI) | {floor:.2} | {:.1}× |",
-        base / floor.max(1e-9)
-    );
+    for (inflight, floor) in &floors {
+        let _ = writeln!(
+            md,
+            "| floor: prebuilt `/v1/txn` bodies of 128 sets over plain TCP, {inflight} in flight (no CLI) | {floor:.2} | {:.1}× |",
+            base / floor.max(1e-9)
+        );
+    }
     let _ = writeln!(
         md,
         "\n| export of {export_keys} keys | seconds | output |\n|---|---:|---|\n| `consul kv export` | {c_secs:.2} | {} bytes |\n| `consul-kv export` | {o_secs:.2} | {} |",
