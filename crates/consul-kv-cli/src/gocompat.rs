@@ -122,10 +122,22 @@ impl Json {
 
 const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/// The standard alphabet's decoding table: 0xff for a byte outside it.
+const DECODE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        t[STD[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn decode_map(b: u8) -> Option<u8> {
-    STD.iter()
-        .position(|&c| c == b)
-        .and_then(|p| u8::try_from(p).ok())
+    match DECODE[usize::from(b)] {
+        0xff => None,
+        v => Some(v),
+    }
 }
 
 /// Go's `base64.StdEncoding.DecodeString`: the bytes decoded and, on failure, the offset Go
