@@ -70,7 +70,7 @@ pub struct PutArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub http: HttpArgs,
-    /// KEY [DATA|@FILE|-].
+    /// `KEY [DATA|@FILE|-]`.
     #[arg(value_name = "KEY [DATA]")]
     pub args: Vec<String>,
 }
