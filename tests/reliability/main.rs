@@ -11,6 +11,7 @@
 mod bad_input;
 mod changes;
 mod faults;
+mod helpers;
 mod load;
 mod rate_limit;
 

@@ -17,6 +17,8 @@ use std::time::Instant;
 
 mod bench;
 mod browser;
+mod bulk_bench;
+mod cli_bench;
 mod consistency;
 mod consul;
 mod fixtures;
@@ -30,6 +32,8 @@ cargo xtask <command>
 
 Commands:
   bench     every client against the same servers: target/bench/report.md + report.svg
+            (`bench bulk`: put_all and import beside one PUT per key: target/bench/bulk.md)
+            (`bench cli`: the consul-kv binary beside consul kv: target/bench/cli.md)
   ci        fmt --check, clippy -D warnings, tests, MSRV build, docs -D warnings, tidy
   consul    build (once, cached outside the repo) a real Consul agent; print its path
   consistency [small|full]  faults x read modes on 3 Consul servers, checked for linearizability
@@ -46,6 +50,12 @@ fn main() -> ExitCode {
     let cmd = args.first().map(String::as_str).unwrap_or("help");
     let rest = args.get(1..).unwrap_or_default();
     let result = match cmd {
+        "bench" if rest.first().is_some_and(|a| a == "bulk") => {
+            bulk_bench::run(&root(), rest.get(1..).unwrap_or_default())
+        }
+        "bench" if rest.first().is_some_and(|a| a == "cli") => {
+            cli_bench::run(&root(), rest.get(1..).unwrap_or_default())
+        }
         "bench" => bench::run(&root(), rest),
         "ci" => ci(rest),
         "tidy" => tidy::run(&root()),
@@ -168,14 +178,16 @@ fn msrv_build() -> Result {
     run("rustup", &args, &[])
 }
 
-/// Runs the conformance suite and the facade's integration tests against a real Consul agent
+/// Runs the conformance suite, the facade's integration tests and the `consul-kv` command's
+/// tests (its golden cases side by side with the real `consul kv`) against a real Consul agent
 /// (built by `cargo xtask consul`), or says loudly why it could not.
 fn real_consul_suites(cargo: &str, bin: Option<&Path>) -> Result {
     let Some(bin) = bin else {
         eprintln!(
             "\n!!! REAL-CONSUL RUN SKIPPED: no Go toolchain found, so no Consul agent could be \
              built.\n!!! The conformance, integration and cluster suites ran against the \
-             devserver only.\n"
+             devserver only; the CLI's golden cases were compared with their recorded consul kv \
+             outputs, not with a live consul kv.\n"
         );
         return Ok(());
     };
@@ -191,6 +203,8 @@ fn real_consul_suites(cargo: &str, bin: Option<&Path>) -> Result {
             "conformance",
             "--test",
             "it",
+            "--test",
+            "cli",
         ],
         &[
             ("CONSUL_KV_TEST_TARGET", "consul"),

@@ -8,9 +8,11 @@
 //! - [`micro`]: proto-only build/parse micro benchmarks.
 //! - [`gzip`]: `items()` with and without gzip against one server.
 //! - [`fanout`]: watch fan-out, shared and unshared blocking queries (`cargo xtask bench watch`).
+//! - [`bulk`]: `put_all` and `import` beside one `PUT` per key (`cargo xtask bench bulk`).
 //!
 //! Not published; not in the workspace's default members.
 
+pub mod bulk;
 pub mod contenders;
 pub mod fanout;
 pub mod fixed;

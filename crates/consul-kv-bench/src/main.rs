@@ -14,6 +14,8 @@
 //!     items() with and without gzip (an in-process devserver without --target); one JSON line
 //! consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no] [--writes W] [--interval-ms MS]
 //!     watch fan-out: wake-up latency and requests at the server; one JSON line
+//! consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH]
+//!     put_all and import beside one PUT per key; one JSON line each
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -34,6 +36,7 @@ consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
 consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no]
                              [--writes W] [--interval-ms MS]
+consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH]
 
 <contract>:
 ";
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         "micro" => run_micro(rest),
         "gzip" => run_gzip(rest),
         "watch-fanout" => watch_fanout(rest),
+        "bulk" => run_bulk(rest),
         "help" | "-h" | "--help" => {
             println!("{HELP}{USAGE}");
             Ok(())
@@ -248,4 +252,43 @@ fn watch_fanout(args: &[String]) -> Result<(), String> {
     let result = runtime()?.block_on(consul_kv_bench::fanout::run(cfg))?;
     println!("{}", result.to_json());
     Ok(())
+}
+
+fn run_bulk(args: &[String]) -> Result<(), String> {
+    let (data, rest) = flags(args, &["--target", "--consul-bin"])?;
+    let target = rest
+        .iter()
+        .find(|(f, _)| *f == "--target")
+        .map(|(_, v)| (*v).to_owned())
+        .ok_or("--target is required")?;
+    let opts = consul_kv_bench::bulk::BulkOptions {
+        keys: data.keys,
+        value_size: data.value_size,
+        prefix: format!("bench-bulk/{}/", std::process::id()),
+        consul_bin: rest
+            .iter()
+            .find(|(f, _)| *f == "--consul-bin")
+            .map(|(_, v)| std::path::PathBuf::from(v)),
+    };
+    runtime()?.block_on(async {
+        let local = if target == "devserver" {
+            Some(
+                consul_kv_devserver::DevServer::builder()
+                    .start()
+                    .await
+                    .map_err(|e| format!("devserver: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let url = local.as_ref().map_or(target.clone(), |d| d.http_addr());
+        let results = consul_kv_bench::bulk::run(&url, &opts).await?;
+        for r in results {
+            println!("{}", r.to_json());
+        }
+        if let Some(d) = local {
+            d.shutdown().await.map_err(|e| format!("devserver: {e}"))?;
+        }
+        Ok(())
+    })
 }

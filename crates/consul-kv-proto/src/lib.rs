@@ -74,10 +74,10 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
-//! - [`batch`]: splitting many operations into transactions within Consul's limits.
-//! - [`export`]: the `consul kv export` / `import` JSON format.
 //! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
 //!   does.
+//! - [`batch`]: splitting many operations into transactions within Consul's limits.
+//! - [`export`]: the `consul kv export` / `import` JSON format.
 //!
 //! # Cargo features
 //!

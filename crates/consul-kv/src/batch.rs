@@ -5,8 +5,10 @@
 //! **the whole is not**. When one fails, [`PutAllError`] says which one, which keys it held
 //! and what the transactions before it committed.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::IntoFuture;
+use std::task::Poll;
 
 use consul_kv_proto::batch::{plan, Batch, ChunkError, TxnLimits};
 use consul_kv_proto::export::{rewrite_prefix, ExportEntry};
@@ -75,14 +77,15 @@ pub enum BatchFailure {
     Consul(#[source] Error),
 }
 
-/// A [`Kv::put_all`] stopped at a chunk. The chunks before it are committed (see
-/// [`committed`](Self::committed)); the chunks after it were not sent.
+/// A [`Kv::put_all`] stopped at a chunk: no chunk was sent after it failed. The chunks in
+/// [`committed_chunks`](Self::committed_chunks) are committed (see
+/// [`committed`](Self::committed)).
 ///
 /// When [`is_outcome_unknown`](Self::is_outcome_unknown) is true, the failed chunk itself may
 /// or may not have been committed (each chunk is atomic: all of its keys or none).
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
-#[error("batch write stopped at chunk {} of {} ({} entries committed before it)", .chunk + 1, .chunks, .committed.entries)]
+#[error("batch write stopped at chunk {} of {} ({} entries committed)", .chunk + 1, .chunks, .committed.entries)]
 pub struct PutAllError {
     /// The failed chunk (0-based).
     pub chunk: usize,
@@ -90,8 +93,14 @@ pub struct PutAllError {
     pub chunks: usize,
     /// The keys of the failed chunk.
     pub keys: Vec<String>,
-    /// What the chunks before it committed.
+    /// What was committed: every chunk in [`committed_chunks`](Self::committed_chunks).
     pub committed: PutAllReport,
+    /// The chunks committed (sorted). With one chunk in flight at a time
+    /// ([`concurrency(1)`](PutAllRequest::concurrency)) these are exactly the chunks before
+    /// the failed one; with more, chunks after it that were already in flight may be among
+    /// them. Chunks not listed were not committed (the failed one possibly excepted, see
+    /// [`is_outcome_unknown`](Self::is_outcome_unknown)).
+    pub committed_chunks: Vec<usize>,
     /// Why it failed.
     #[source]
     pub cause: BatchFailure,
@@ -126,6 +135,9 @@ impl PutAllError {
     }
 }
 
+/// How many chunks of a [`Kv::put_all`] are in flight at once by default.
+pub const DEFAULT_PUT_ALL_CONCURRENCY: usize = 4;
+
 type ProgressFn = Box<dyn FnMut(&PutAllProgress) + Send + 'static>;
 
 /// A [`Kv::put_all`], [`Kv::put_all_with_flags`] or [`Kv::import`] request. Resolves to a
@@ -136,6 +148,7 @@ pub struct PutAllRequest {
     entries: Vec<ExportEntry>,
     limits: TxnLimits,
     rewrite: Option<(String, String)>,
+    concurrency: usize,
     progress: Option<ProgressFn>,
 }
 
@@ -146,6 +159,7 @@ impl fmt::Debug for PutAllRequest {
             .field("entries", &self.entries.len())
             .field("limits", &self.limits)
             .field("rewrite", &self.rewrite)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -156,8 +170,9 @@ impl Kv {
     ///
     /// **Each transaction is atomic; the whole is not.** A failure stops the writing and
     /// reports the failed chunk and what was already committed ([`PutAllError`]). Keys are
-    /// checked before anything is sent. A later entry for the same key wins. Flags are
-    /// written as 0; see [`put_all_with_flags`](Self::put_all_with_flags).
+    /// checked before anything is sent. A key given twice is written once, with its last
+    /// value. Up to [`concurrency`](PutAllRequest::concurrency) transactions are in flight at
+    /// once. Flags are written as 0; see [`put_all_with_flags`](Self::put_all_with_flags).
     ///
     /// ```no_run
     /// # async fn demo(kv: consul_kv::Kv) -> Result<(), consul_kv::PutAllError> {
@@ -231,6 +246,7 @@ impl Kv {
             entries,
             limits: TxnLimits::default(),
             rewrite: None,
+            concurrency: DEFAULT_PUT_ALL_CONCURRENCY,
             progress: None,
         }
     }
@@ -252,7 +268,15 @@ impl PutAllRequest {
         self
     }
 
-    /// Calls `f` after each committed chunk.
+    /// How many chunks may be in flight at once (default [`DEFAULT_PUT_ALL_CONCURRENCY`], at
+    /// least 1). Chunks hold disjoint keys, so the result is the same as one at a time; more
+    /// in flight lets Consul commit them back to back. `1` commits them strictly in order.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Calls `f` after each committed chunk (in the order they commit).
     pub fn progress(mut self, f: impl FnMut(&PutAllProgress) + Send + 'static) -> Self {
         self.progress = Some(Box::new(f));
         self
@@ -279,6 +303,7 @@ impl PutAllRequest {
             entries,
             limits,
             rewrite,
+            concurrency,
             mut progress,
         } = self;
         let early = |cause| PutAllError {
@@ -286,6 +311,7 @@ impl PutAllRequest {
             chunks: 0,
             keys: Vec::new(),
             committed: PutAllReport::default(),
+            committed_chunks: Vec::new(),
             cause,
         };
         let mut ops = Vec::with_capacity(entries.len());
@@ -309,60 +335,108 @@ impl PutAllRequest {
             }
             ops.push(TxnOp::set(key, e.value).with_flags(e.flags));
         }
+        // A key given twice is written once, with its last value: chunks then hold disjoint
+        // keys, so they may be in flight together and still end as a sequential write would.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            last.insert(op.key.as_str(), i);
+        }
+        if last.len() < ops.len() {
+            let keep: Vec<bool> = (0..ops.len())
+                .map(|i| last.get(ops[i].key.as_str()) == Some(&i))
+                .collect();
+            drop(last);
+            let mut i = 0;
+            ops.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        } else {
+            drop(last);
+        }
         let total_entries = ops.len();
         let batches = plan(ops, &limits).map_err(|e| early(BatchFailure::TooLarge(e)))?;
         let chunks = batches.len();
         let mut report = PutAllReport::default();
-        for (chunk, batch) in batches.into_iter().enumerate() {
-            let body = batch.body_len() as u64;
-            let bytes: u64 = batch
-                .ops()
-                .iter()
-                .map(|o| o.value.as_ref().map_or(0, |v| v.len() as u64))
-                .sum();
-            let n = batch.len();
-            let keys = || batch.ops().iter().map(|o| o.key.clone()).collect();
-            let fail = |cause, report: &PutAllReport| PutAllError {
-                chunk,
-                chunks,
-                keys: keys(),
-                committed: report.clone(),
-                cause,
-            };
-            let single = matches!(batch, Batch::Alone(_));
-            match write_batch(&kv, &batch).await {
-                Ok(()) => {}
-                Err(Failed::RolledBack(e)) => {
-                    return Err(fail(BatchFailure::RolledBack(e), &report))
-                }
-                Err(Failed::Rejected) => {
-                    // A plain `set` is never rejected; this only happens for a CAS, which
-                    // put_all does not send.
-                    return Err(fail(
-                        BatchFailure::RolledBack(TxnErrors(Vec::new())),
-                        &report,
-                    ));
-                }
-                Err(Failed::Consul(e)) => return Err(fail(BatchFailure::Consul(e), &report)),
+        let mut committed_chunks = Vec::new();
+        let mut failure: Option<(usize, BatchFailure)> = None;
+        let mut inflight: Vec<BoxFuture<'static, (usize, Result<(), Failed>)>> = Vec::new();
+        let mut next = 0;
+        loop {
+            while failure.is_none() && inflight.len() < concurrency && next < chunks {
+                let (kv, batch, chunk) = (kv.clone(), batches[next].clone(), next);
+                inflight.push(Box::pin(
+                    async move { (chunk, write_batch(&kv, &batch).await) },
+                ));
+                next += 1;
             }
-            report.entries += n;
-            report.bytes += bytes;
-            report.request_bytes += body;
-            if single {
-                report.single_writes += 1;
-            } else {
-                report.transactions += 1;
+            if inflight.is_empty() {
+                break;
             }
-            if let Some(f) = progress.as_mut() {
-                f(&PutAllProgress {
-                    chunk,
-                    chunks,
-                    total_entries,
-                    committed: report.clone(),
-                });
+            let (chunk, result) = std::future::poll_fn(|cx| {
+                for i in 0..inflight.len() {
+                    if let Poll::Ready(done) = inflight[i].as_mut().poll(cx) {
+                        drop(inflight.swap_remove(i));
+                        return Poll::Ready(done);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let batch = &batches[chunk];
+            match result {
+                Ok(()) => {
+                    report.entries += batch.len();
+                    report.bytes += batch
+                        .ops()
+                        .iter()
+                        .map(|o| o.value.as_ref().map_or(0, |v| v.len() as u64))
+                        .sum::<u64>();
+                    report.request_bytes += batch.body_len() as u64;
+                    if matches!(batch, Batch::Alone(_)) {
+                        report.single_writes += 1;
+                    } else {
+                        report.transactions += 1;
+                    }
+                    committed_chunks.push(chunk);
+                    if let Some(f) = progress.as_mut() {
+                        f(&PutAllProgress {
+                            chunk,
+                            chunks,
+                            total_entries,
+                            committed: report.clone(),
+                        });
+                    }
+                }
+                Err(failed) => {
+                    let cause = match failed {
+                        Failed::RolledBack(e) => BatchFailure::RolledBack(e),
+                        // A plain `set` is never rejected; only a CAS is, which put_all does not
+                        // send.
+                        Failed::Rejected => BatchFailure::RolledBack(TxnErrors(Vec::new())),
+                        Failed::Consul(e) => BatchFailure::Consul(e),
+                    };
+                    // Keep the first failed chunk in order; later ones were in flight beside it.
+                    if failure.as_ref().is_none_or(|(c, _)| chunk < *c) {
+                        failure = Some((chunk, cause));
+                    }
+                }
             }
         }
-        Ok(report)
+        match failure {
+            None => Ok(report),
+            Some((chunk, cause)) => {
+                committed_chunks.sort_unstable();
+                Err(PutAllError {
+                    chunk,
+                    chunks,
+                    keys: batches[chunk].ops().iter().map(|o| o.key.clone()).collect(),
+                    committed: report,
+                    committed_chunks,
+                    cause,
+                })
+            }
+        }
     }
 }
 

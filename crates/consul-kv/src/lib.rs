@@ -139,7 +139,10 @@ pub use typed_watch::{JsonWatch, TreeWatch};
 pub use watch::{KeyWatch, PrefixWatch};
 
 // Helpers built on KV: read-modify-write, batches, export / import / sync, typed values.
-pub use batch::{BatchFailure, PutAllError, PutAllProgress, PutAllReport, PutAllRequest};
+pub use batch::{
+    BatchFailure, PutAllError, PutAllProgress, PutAllReport, PutAllRequest,
+    DEFAULT_PUT_ALL_CONCURRENCY,
+};
 pub use consul_kv_proto::batch::TxnLimits;
 pub use consul_kv_proto::export::ExportEntry;
 pub use export::ExportRequest;
@@ -152,3 +155,8 @@ pub use update::{UpdateError, UpdateRequest, DEFAULT_UPDATE_ATTEMPTS};
 
 /// A `Result` whose error is the executor's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

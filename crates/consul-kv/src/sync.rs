@@ -24,7 +24,7 @@ use crate::Error;
 
 /// What a sync does to one key.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SyncAction {
     /// Create a key that does not exist (conditional on it still not existing).
     Add,

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::kv::{Key, Kv};
+use crate::meta::IntoCas;
 use crate::scope::BoxFuture;
 use crate::tree::TreeMismatch;
 use crate::Error;
@@ -252,10 +253,11 @@ pub struct SetJsonRequest {
 }
 
 impl SetJsonRequest {
-    /// Makes this a check-and-set, as [`cas`](crate::SetRequest::cas) on [`Kv::set`]: a
-    /// `&ConsulMeta`, `&Key`, `&KvPair`, an `Index`, or `Cas::Absent` (create only).
-    pub fn cas(mut self, cas: impl Into<Cas>) -> Self {
-        self.cas = Some(cas.into());
+    /// Makes this a check-and-set, as [`cas`](crate::kv::SetRequest::cas) on [`Kv::set`]: a
+    /// `&ConsulMeta`, `&Key`, `Option<&Key>`, `&KvPair`, an `Index`, or `Cas::Absent`
+    /// (create only).
+    pub fn cas(mut self, cas: impl IntoCas) -> Self {
+        self.cas = Some(cas.into_cas());
         self
     }
 

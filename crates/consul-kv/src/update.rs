@@ -64,8 +64,10 @@ impl Kv {
     ///
     /// Resolves to the entry as it stands afterwards (`None` when absent and left absent),
     /// with its new modify index: the write and the read-back are one transaction (`cas` +
-    /// `get`), so no second round trip is needed. The key's flags are kept. A value too large
-    /// for a transaction body is written with a `PUT ?cas=` and read back.
+    /// `get`), so no second round trip is needed; its [`consul()`](Key::consul) meta carries
+    /// that modify index as the last index (a write answer has no leader headers, so those
+    /// fields are the defaults). The key's flags are kept. A value too large for a transaction
+    /// body is written with a `PUT ?cas=` and read back.
     ///
     /// A write whose outcome is unknown (the connection dropped after sending) is resolved by
     /// reading the key: if it holds exactly the value written, at a new modify index, the
