@@ -237,7 +237,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     let _ = writeln!(
         md,
         "## Bulk writes\n\n`cargo xtask bench bulk --keys {keys} --value-size {size}`: {keys} keys of {size} B, \
-         one run per method, sequential; load average at the end {}.\n",
+         median of 3 runs per method, sequential; load average at the end {}.\n",
         load_average()
     );
     let _ = writeln!(
