@@ -14,8 +14,8 @@
 //!     items() with and without gzip (an in-process devserver without --target); one JSON line
 //! consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no] [--writes W] [--interval-ms MS]
 //!     watch fan-out: wake-up latency and requests at the server; one JSON line
-//! consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH]
-//!     put_all and import beside one PUT per key; one JSON line each
+//! consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH] [--runs R]
+//!     put_all and import beside one PUT per key, R runs (default 3); the median of each
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -36,7 +36,7 @@ consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
 consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no]
                              [--writes W] [--interval-ms MS]
-consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH]
+consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH] [--runs R]
 
 <contract>:
 ";
@@ -255,7 +255,12 @@ fn watch_fanout(args: &[String]) -> Result<(), String> {
 }
 
 fn run_bulk(args: &[String]) -> Result<(), String> {
-    let (data, rest) = flags(args, &["--target", "--consul-bin"])?;
+    let (data, rest) = flags(args, &["--target", "--consul-bin", "--runs"])?;
+    let runs = match rest.iter().find(|(f, _)| *f == "--runs") {
+        Some((_, v)) => v.parse::<usize>().map_err(|_| format!("--runs: {v:?}"))?,
+        None => 3,
+    }
+    .max(1);
     let target = rest
         .iter()
         .find(|(f, _)| *f == "--target")
@@ -282,9 +287,23 @@ fn run_bulk(args: &[String]) -> Result<(), String> {
             None
         };
         let url = local.as_ref().map_or(target.clone(), |d| d.http_addr());
-        let results = consul_kv_bench::bulk::run(&url, &opts).await?;
-        for r in results {
-            println!("{}", r.to_json());
+        // Every method `runs` times, interleaved; the median run of each is printed.
+        let mut all: Vec<Vec<consul_kv_bench::bulk::BulkResult>> = Vec::new();
+        for _ in 0..runs {
+            for (i, r) in consul_kv_bench::bulk::run(&url, &opts)
+                .await?
+                .into_iter()
+                .enumerate()
+            {
+                match all.get_mut(i) {
+                    Some(v) => v.push(r),
+                    None => all.push(vec![r]),
+                }
+            }
+        }
+        for mut v in all {
+            v.sort_by_key(|r| r.elapsed);
+            println!("{}", v[v.len() / 2].to_json());
         }
         if let Some(d) = local {
             d.shutdown().await.map_err(|e| format!("devserver: {e}"))?;

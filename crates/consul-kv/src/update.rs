@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::future::IntoFuture;
-use std::hash::{BuildHasher as _, Hasher as _};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -232,24 +231,12 @@ where
     }
 }
 
-/// Full-jitter backoff from a xorshift generator seeded by the standard library's random
-/// hasher keys (different in every process and every request).
-struct Jitter(u64);
+/// Full-jitter backoff, from the workspace's one random number generator.
+struct Jitter(fastrand::Rng);
 
 impl Jitter {
     fn new() -> Self {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(0x5EED_u64);
-        Self(h.finish() | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        Self(fastrand::Rng::new())
     }
 
     fn delay(&mut self, attempt: u32, base: Duration, cap: Duration) -> Duration {
@@ -257,10 +244,7 @@ impl Jitter {
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
             .min(cap);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        if nanos == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_nanos(self.next() % (nanos + 1))
+        Duration::from_nanos(self.0.u64(0..=nanos))
     }
 }
 
