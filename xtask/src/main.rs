@@ -158,8 +158,10 @@ fn msrv_build() -> Result {
             return Ok(());
         }
     }
-    // A target dir of its own, so the two compilers' artifacts do not evict each other.
-    let target_dir = root.join("target").join("msrv");
+    // A target dir of its own, so the two compilers' artifacts do not evict each other. It
+    // lives in the cache beside the Consul binary (outside the repository), so a fresh clone
+    // on the same machine checks in seconds instead of compiling every dependency again.
+    let target_dir = consul::cache_dir().join(format!("msrv-target-{version}"));
     let target_dir = target_dir.display().to_string();
     let mut args = vec![
         "run",
