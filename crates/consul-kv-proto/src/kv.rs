@@ -282,9 +282,9 @@ fn read_response(resp: &Response<Bytes>) -> Result<(QueryMeta, bool), ResponseEr
     Ok((meta, resp.status() == StatusCode::NOT_FOUND))
 }
 
+/// One pass, straight into [`KvPair`]s; the values share one buffer (see `entries.rs`).
 fn parse_entries(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
-    let wire: Vec<WireEntry<'_>> = parse_json(body)?;
-    wire.into_iter().map(KvPair::from_wire).collect()
+    crate::entries::parse_list(body)
 }
 
 macro_rules! read_options_methods {

@@ -53,6 +53,8 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
+//! - [`stream`]: list answers decoded entry by entry as the body arrives, for trees of any
+//!   size.
 
 #![deny(missing_docs)]
 
@@ -60,11 +62,13 @@ pub use bytes;
 pub use http;
 
 mod encode;
+mod entries;
 mod error;
 pub mod kv;
 mod meta;
 mod op;
 pub mod session;
+pub mod stream;
 pub mod txn;
 pub mod watch;
 
