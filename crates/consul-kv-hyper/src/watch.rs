@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use proto::{Blocking, Indexed, Watch, WatchOptions};
 
-use crate::client::{token_of, HyperClient};
+use crate::client::{token_of, AttemptSpec, HyperClient};
 use crate::error::Error;
 
 /// A blocking-query loop that yields each change of a value. Created by
@@ -110,7 +110,17 @@ where
             // No transparent repeat on a new connection here: a pooled connection that died may
             // mean the server restarted, and the index we hold may be from before the restart
             // (blocking on it would wait out the whole `wait`). The Watch re-reads instead.
-            let result = self.client.attempt(&req, deadline, 1).await;
+            let spec = AttemptSpec {
+                deadline,
+                number: 1,
+                safe: true,
+                stream: false,
+            };
+            let result = self
+                .client
+                .attempt(req, spec)
+                .await
+                .map(|head| head.into_response());
             self.in_flight = false;
             let now = Instant::now();
             match result {
