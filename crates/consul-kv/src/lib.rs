@@ -81,6 +81,7 @@ mod meta;
 mod scope;
 mod semaphore;
 pub mod session;
+mod stream;
 mod txn;
 mod watch;
 
@@ -100,6 +101,7 @@ pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
 pub use meta::ConsulMeta;
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
+pub use stream::ItemsStream;
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
 pub use txn::{Txn, TxnOutcome};
 pub use watch::{KeyWatch, PrefixWatch};
