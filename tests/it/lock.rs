@@ -331,3 +331,80 @@ async fn session_expiry_while_held_is_a_loss() {
         "{lost:?}"
     );
 }
+
+/// A client for `server` whose executor does not retry, so that every retry seen is the lock's.
+fn client_without_retries(server: &server::TestServer) -> consul_kv::Client {
+    consul_kv::Client::builder()
+        .address(server.base_url())
+        .retry(consul_kv::RetryPolicy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_retries_while_the_server_is_down() {
+    let Some(first) = server::start_devserver("lock-retry", DevServer::builder()).await else {
+        return;
+    };
+    let addr = first.handle().unwrap().addr();
+    let client = client_without_retries(&first);
+    let key = format!("{}leader", prefix("lock-retry"));
+    first.shutdown().await;
+    // Nothing listens now: a plain read fails at once with a refused connection.
+    let refused = client.kv().get(&key).await.unwrap_err();
+    assert!(refused.is_connect(), "{refused:?}");
+
+    let acquiring = tokio::spawn(
+        client
+            .lock(&key)
+            .value("node-a")
+            .retry_for(Duration::from_secs(60))
+            .acquire(),
+    );
+    // Let the first attempts hit the closed port, then bring the server back on it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !acquiring.is_finished(),
+        "acquire gave up while the server was down"
+    );
+    let second = server::start_with(DevServer::builder().listen(addr)).await;
+    let lock = within(Duration::from_secs(60), "acquire after restart", acquiring)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lock.is_held());
+    let held = client_without_retries(&second)
+        .kv()
+        .get(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.session.as_ref(), Some(lock.session()));
+    assert_eq!(held.as_str(), Some("node-a"));
+    assert!(lock.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn acquire_without_a_retry_bound_returns_the_first_transient_error() {
+    let Some(server) = server::start_devserver("lock-no-retry", DevServer::builder()).await else {
+        return;
+    };
+    let client = client_without_retries(&server);
+    let key = format!("{}leader", prefix("lock-no-retry"));
+    server.shutdown().await;
+    let err = within(
+        Duration::from_secs(30),
+        "acquire with retry_for(0)",
+        client.lock(&key).retry_for(Duration::ZERO).acquire(),
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        LockError::Consul(e) => assert!(e.is_connect(), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_retryable());
+    // try_acquire never retries.
+    let err = client.lock(&key).try_acquire().await.unwrap_err();
+    assert!(matches!(err, LockError::Consul(_)), "{err:?}");
+}

@@ -76,6 +76,7 @@ fn corpus() -> (Vec<String>, Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r14_awkward_keys_round_trip_byte_for_byte() {
+    let _x = crate::EXCLUSIVE.read().await;
     let server = crate::devserver().await;
     let proxy = FaultProxy::start(server.addr()).await;
     let c = client(&proxy.base_url());
@@ -128,6 +129,7 @@ async fn r14_awkward_keys_round_trip_byte_for_byte() {
 
 #[tokio::test]
 async fn r15_values_are_bytes_up_to_the_limit() {
+    let _x = crate::EXCLUSIVE.read().await;
     let server = devserver().await;
     let c = client(&server.http_addr());
     let kv = c.kv();
@@ -237,7 +239,7 @@ async fn read_gigabyte(chunked: bool) -> (Error, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r16_a_gigabyte_response_stays_within_the_body_limit() {
-    let _x = EXCLUSIVE.lock().await;
+    let _x = EXCLUSIVE.write().await;
     let (announced, announced_growth) = read_gigabyte(false).await;
     let (streamed, streamed_growth) = read_gigabyte(true).await;
     figure(
@@ -301,6 +303,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[tokio::test]
 async fn r18_the_token_never_appears_in_logs_errors_or_debug() {
+    let _x = crate::EXCLUSIVE.read().await;
     const SECRET: &str = "s3cr3t-SENTINEL-0b1e";
     let capture = Capture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());

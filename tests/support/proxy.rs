@@ -110,7 +110,7 @@ impl Fault {
 struct Plan {
     queue: VecDeque<Fault>,
     default: Option<Fault>,
-    random: Option<(u32, Vec<Fault>, u64)>,
+    random: Option<(u32, Vec<Fault>, fastrand::Rng)>,
 }
 
 impl Plan {
@@ -119,12 +119,8 @@ impl Plan {
             return f;
         }
         if let Some((percent, faults, rng)) = &mut self.random {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            if !faults.is_empty() && (*rng % 100) < u64::from(*percent) {
-                let i = usize::try_from((*rng >> 8) % faults.len() as u64).unwrap_or(0);
-                return faults[i].clone();
+            if !faults.is_empty() && rng.u32(..100) < *percent {
+                return faults[rng.usize(..faults.len())].clone();
             }
         }
         self.default.clone().unwrap_or(Fault::Pass)
@@ -225,7 +221,8 @@ impl FaultProxy {
     /// Applies one of `faults` to `percent`% of requests (after the queue), chosen by a seeded
     /// generator.
     pub fn set_random(&self, percent: u32, faults: Vec<Fault>, seed: u64) {
-        self.plan.lock().unwrap().random = Some((percent.min(100), faults, seed | 1));
+        self.plan.lock().unwrap().random =
+            Some((percent.min(100), faults, fastrand::Rng::with_seed(seed)));
     }
 
     /// Clears the queue, the default and the random faults.
@@ -242,11 +239,33 @@ impl FaultProxy {
     }
 }
 
+/// Parses the HTTP/1.1 message head at the start of `buf` (a response when it starts with
+/// `HTTP/`, else a request): its length and headers, `None` while incomplete.
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<(usize, Vec<(String, Vec<u8>)>)>> {
+    let mut raw = [httparse::EMPTY_HEADER; 64];
+    let parsed = if buf.starts_with(b"HTTP/") {
+        httparse::Response::new(&mut raw).parse(buf)
+    } else {
+        httparse::Request::new(&mut raw).parse(buf)
+    };
+    match parsed.map_err(std::io::Error::other)? {
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(len) => {
+            let headers = raw
+                .iter()
+                .take_while(|h| !h.name.is_empty())
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect();
+            Ok(Some((len, headers)))
+        }
+    }
+}
+
 /// Reads one HTTP/1.1 message head (up to and including the blank line).
 async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
     loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head: Vec<u8> = buf.drain(..end + 4).collect();
+        if let Some((end, _)) = parse_head(buf)? {
+            let head: Vec<u8> = buf.drain(..end).collect();
             return Ok(Some(head));
         }
         if buf.len() > 1 << 20 {
@@ -265,11 +284,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
-    let text = std::str::from_utf8(head).ok()?;
-    text.split("\r\n").skip(1).find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+/// The value of header `name` in a complete head (trimmed, `None` when absent or not UTF-8).
+fn header(head: &[u8], name: &str) -> Option<String> {
+    let (_, headers) = parse_head(head).ok()??;
+    headers.into_iter().find_map(|(k, v)| {
+        k.eq_ignore_ascii_case(name)
+            .then(|| String::from_utf8(v).ok().map(|v| v.trim().to_owned()))
+            .flatten()
     })
 }
 

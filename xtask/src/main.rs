@@ -1,4 +1,5 @@
-//! Project automation, run as `cargo xtask <command>` (std only, so it builds in seconds).
+//! Project automation, run as `cargo xtask <command>` (std and serde_json only, so it builds in
+//! seconds).
 //!
 //! Commands:
 //! - `ci`: fmt check, clippy, tests, docs, tidy — what `.ci/run` runs.

@@ -1,8 +1,8 @@
 //! `cargo xtask soak` and `cargo xtask fuzz`.
 //!
-//! - `soak` runs the reliability suite at the full sizes of issue 7 (release build,
-//!   `CONSUL_KV_SOAK=1`, one scenario at a time) and prints one table: scenario, figure,
-//!   target, pass.
+//! - `soak` runs the reliability suite at the full sizes listed in `tests/reliability/README.md`
+//!   (release build, `CONSUL_KV_SOAK=1`, one scenario at a time) and prints one table:
+//!   scenario, figure, target, pass.
 //! - `fuzz [SECONDS]` runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60) on
 //!   a nightly toolchain, keeping the corpus in `fuzz/corpus/<target>`; without nightly it says
 //!   it was skipped.

@@ -13,11 +13,11 @@ use proto::{blocking_deadline, Blocking, Operation, RequestContext, WatchOptions
 use tracing::Instrument as _;
 
 use crate::body::read_limited;
-use crate::builder::ClientBuilder;
+use crate::builder::HyperClientBuilder;
 use crate::connect::{Connector, RequestTrace, StatsHandle};
-use crate::error::{Error, TransportError, TransportKind};
-use crate::retry::{RetryPolicy, Rng};
-use crate::watch::Watcher;
+use crate::error::{Error, RequestTarget, TransportKind};
+use crate::retry::RetryPolicy;
+use crate::watch::HyperWatch;
 
 /// The shared state behind every clone of a [`HyperClient`].
 pub(crate) struct Inner {
@@ -124,7 +124,7 @@ impl Failure {
     /// A pooled connection that the server had closed: nothing (`Sent::No`) or nothing
     /// answered.
     pub(crate) fn is_stale_connection(&self) -> bool {
-        matches!(self.error, Error::Transport(_))
+        matches!(self.error, Error::Transport { .. })
             && self
                 .trace
                 .is_some_and(|t| t.reused && (t.nothing_sent || t.nothing_received))
@@ -132,9 +132,9 @@ impl Failure {
 }
 
 impl HyperClient {
-    /// A builder with the defaults; see [`ClientBuilder`].
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
+    /// A builder with the defaults; see [`HyperClientBuilder`].
+    pub fn builder() -> HyperClientBuilder {
+        HyperClientBuilder::default()
     }
 
     pub(crate) fn from_inner(inner: Inner) -> Self {
@@ -236,6 +236,16 @@ impl HyperClient {
     ) -> Result<O::Output, Error> {
         self.run(op, opts, false, |head| op.parse(head.into_response()))
             .await
+            .map_err(|e| self.name_request(op, e))
+    }
+
+    /// Names the request in a call's error. Done only on failure: the request is built again
+    /// (cheap, and rare) rather than every call keeping a copy of its method and path.
+    pub(crate) fn name_request<O: Operation>(&self, op: &O, e: Error) -> Error {
+        match op.build(&self.inner.cx) {
+            Ok(req) => e.with_request(RequestTarget::of(&req)),
+            Err(_) => e,
+        }
     }
 
     /// The retry loop shared by [`execute_with`](Self::execute_with) and streamed reads:
@@ -256,8 +266,8 @@ impl HyperClient {
         let deadline = opts.timeout.unwrap_or_else(|| self.deadline_for(op));
         let policy = opts.retry.as_ref().unwrap_or(&self.inner.retry);
         let started = Instant::now();
-        // Seeded only if a retry needs a backoff.
-        let mut rng: Option<Rng> = None;
+        // Seeded (from the process-wide generator) only if a retry needs a backoff.
+        let mut rng: Option<fastrand::Rng> = None;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
@@ -282,7 +292,7 @@ impl HyperClient {
                         let retry = e.is_retryable() && (safe || rejected);
                         let ambiguous = !safe && !rejected && e.is_ambiguous();
                         let retry_after = e.retry_after();
-                        let e = Error::Response(e);
+                        let e = Error::from(e);
                         if ambiguous {
                             return Err(Error::outcome_unknown(e));
                         }
@@ -295,8 +305,8 @@ impl HyperClient {
                 Err(f) => {
                     let retry = match (&f.error, f.sent) {
                         (Error::Timeout { .. } | Error::BodyTooLarge { .. }, _) => false,
-                        (Error::Transport(_), Sent::No) => true,
-                        (Error::Transport(_), _) => safe,
+                        (Error::Transport { .. }, Sent::No) => true,
+                        (Error::Transport { .. }, _) => safe,
                         _ => false,
                     };
                     let e = if !safe && f.sent != Sent::No {
@@ -314,7 +324,7 @@ impl HyperClient {
                 tracing::debug!(attempt, "giving up: attempts exhausted");
                 return Err(err);
             }
-            let mut delay = policy.delay(attempt, rng.get_or_insert_with(Rng::new));
+            let mut delay = policy.delay(attempt, rng.get_or_insert_with(fastrand::Rng::new));
             if let Some(ra) = retry_after {
                 delay = delay.max(ra);
             }
@@ -334,16 +344,16 @@ impl HyperClient {
         }
     }
 
-    /// A blocking-query loop over `op` that yields each change. See [`Watcher`].
+    /// A blocking-query loop over `op` that yields each change. See [`HyperWatch`].
     ///
-    /// The watch's request deadline is [`proto::Watch::request_timeout`]
+    /// The watch's request deadline is [`proto::WatchMachine::request_timeout`]
     /// (`wait + wait/16 + opts.deadline_margin`).
-    pub fn watch<O>(&self, op: O, opts: WatchOptions) -> Watcher<O>
+    pub fn watch<O>(&self, op: O, opts: WatchOptions) -> HyperWatch<O>
     where
         O: Blocking + Send + 'static,
         O::Value: Clone + PartialEq + Send,
     {
-        Watcher::new(self.clone(), op, opts)
+        HyperWatch::new(self.clone(), op, opts)
     }
 
     /// One attempt, plus one immediate repeat on a new connection when a pooled connection
@@ -392,12 +402,7 @@ impl HyperClient {
             let permit = Arc::clone(&inner.admission)
                 .acquire_owned()
                 .await
-                .map_err(|e| {
-                    (
-                        Error::Transport(TransportError::new(TransportKind::Connect, e)),
-                        None,
-                    )
-                })?;
+                .map_err(|e| (Error::transport(TransportKind::Connect, e), None))?;
             progress = Progress::Sending;
             let mut resp = inner.client.request(hreq).await.map_err(|e| {
                 let stats = e.connect_info().and_then(|c| {
@@ -410,7 +415,7 @@ impl HyperClient {
                 } else {
                     TransportKind::Request
                 };
-                (Error::Transport(TransportError::new(kind, e)), stats)
+                (Error::transport(kind, e), stats)
             })?;
             progress = Progress::Head;
             let stats = resp.extensions_mut().remove::<StatsHandle>();
@@ -467,7 +472,7 @@ impl HyperClient {
                 return Ok(head);
             }
             Ok(Err(e)) => e,
-            Err(_) => (Error::Timeout { after: a.deadline }, None),
+            Err(_) => (Error::timeout(a.deadline), None),
         };
         // A write's connection, when the error did not carry it.
         let stats = stats.or_else(|| {
@@ -479,7 +484,7 @@ impl HyperClient {
         });
         let trace = stats.map(|s| s.0.trace());
         let sent = match (&error, trace) {
-            (Error::Transport(t), _) if t.is_connect() => Sent::No,
+            (Error::Transport { error: t, .. }, _) if t.is_connect() => Sent::No,
             _ if progress == Progress::Queued => Sent::No,
             (_, Some(t)) if t.nothing_sent => Sent::No,
             _ if progress == Progress::Head => Sent::Yes,

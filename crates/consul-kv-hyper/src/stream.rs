@@ -12,7 +12,7 @@ use proto::stream::{Decode, Streaming};
 use proto::QueryMeta;
 
 use crate::client::{CallOptions, HeadBody, HyperClient, Open};
-use crate::error::{Error, TransportError, TransportKind};
+use crate::error::{Error, RequestTarget, TransportKind};
 
 type Opening<D> = Pin<Box<dyn Future<Output = Result<(QueryMeta, D, Open), Error>> + Send>>;
 
@@ -41,6 +41,8 @@ pub struct ListStream<O: Streaming> {
     meta: Option<QueryMeta>,
     idle: Duration,
     limit: u64,
+    /// Named in every error.
+    target: Option<RequestTarget>,
 }
 
 enum State<D> {
@@ -94,6 +96,10 @@ impl HyperClient {
         O: Streaming + Send + Sync + 'static,
         O::Decoder: Send + 'static,
     {
+        let target = op
+            .build(self.context())
+            .ok()
+            .map(|req| RequestTarget::of(&req));
         let client = self.clone();
         let opening: Opening<O::Decoder> = Box::pin(async move {
             let opts = CallOptions::default();
@@ -117,6 +123,7 @@ impl HyperClient {
             meta: None,
             idle: self.inner().timeout,
             limit: self.inner().max_stream_body,
+            target,
         }
     }
 }
@@ -165,7 +172,7 @@ impl<O: Streaming> ListStream<O> {
                                     return Poll::Ready(Some(Ok(item)));
                                 }
                             }
-                            Err(e) => return self.fail(Error::Response(e)),
+                            Err(e) => return self.fail(Error::from(e)),
                         }
                     }
                     match Pin::new(&mut r.open.body).poll_frame(cx) {
@@ -174,7 +181,7 @@ impl<O: Streaming> ListStream<O> {
                                 r.read = r.read.saturating_add(data.len() as u64);
                                 if r.read > self.limit {
                                     let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
-                                    return self.fail(Error::BodyTooLarge { limit });
+                                    return self.fail(Error::body_too_large(limit));
                                 }
                                 r.chunk = data;
                                 r.pos = 0;
@@ -183,14 +190,11 @@ impl<O: Streaming> ListStream<O> {
                             }
                         }
                         Poll::Ready(Some(Err(e))) => {
-                            return self.fail(Error::Transport(TransportError::new(
-                                TransportKind::Body,
-                                e,
-                            )))
+                            return self.fail(Error::transport(TransportKind::Body, e))
                         }
                         Poll::Ready(None) => {
                             if let Err(e) = r.decoder.finish() {
-                                return self.fail(Error::Response(e));
+                                return self.fail(Error::from(e));
                             }
                             if let Some(s) = &r.open.stats {
                                 s.0.complete();
@@ -201,7 +205,7 @@ impl<O: Streaming> ListStream<O> {
                         Poll::Pending => {
                             if r.sleep.as_mut().poll(cx).is_ready() {
                                 let after = self.idle;
-                                return self.fail(Error::Timeout { after });
+                                return self.fail(Error::timeout(after));
                             }
                             return Poll::Pending;
                         }
@@ -219,6 +223,10 @@ impl<O: Streaming> ListStream<O> {
             }
         }
         self.state = State::Done;
+        let e = match self.target.clone() {
+            Some(t) => e.with_request(t),
+            None => e,
+        };
         Poll::Ready(Some(Err(e)))
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! This crate turns Consul operations into [`http::Request`] values and [`http::Response`]
 //! values back into typed results. It performs **no I/O**: no sockets, no runtime, no clock
-//! reads. Time is an argument wherever it matters ([`Watch`]).
+//! reads. Time is an argument wherever it matters ([`WatchMachine`]).
 //!
 //! **In scope:** request paths, queries, headers and bodies exactly as Consul's HTTP API wants
 //! them (keys percent-encoded the way Consul's Go client encodes them); parsing of bodies and
@@ -55,36 +55,43 @@
 //! - [`watch`]: blocking queries as a state machine.
 //! - [`stream`]: list answers decoded entry by entry as the body arrives, for trees of any
 //!   size.
+//! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
+//!   does.
 
 #![deny(missing_docs)]
 
 pub use bytes;
 pub use http;
 
+pub mod duration;
 mod encode;
 mod entries;
 mod error;
 pub mod kv;
 mod meta;
 mod op;
+mod options;
 pub mod session;
 pub mod stream;
+mod token;
 pub mod txn;
+mod value;
 pub mod watch;
 
-pub use encode::{decode_path, encode_key, is_printable};
+pub use duration::{format_go_duration, format_wait, parse_go_duration};
+pub use encode::{decode_path, encode_key, go_quote, is_printable, percent_decode};
 pub use error::{
     BuildError, ErrorDetail, KeyError, ResponseError, ServerMessage, TxnErrors, TxnOpError,
     MAX_MESSAGE_BYTES,
 };
 pub use kv::{Cas, KvPair, WriteOutcome};
-pub use meta::{
-    format_go_duration, format_wait, parse_go_duration, Consistency, Index, Indexed, QueryMeta,
-    ReadOptions, RequestContext, Token, WriteOptions,
-};
+pub use meta::{Index, Indexed, QueryMeta};
 pub use op::{OpKind, Operation};
+pub use options::{Consistency, ReadOptions, RequestContext, WriteOptions};
 pub use session::{Behavior, SessionEntry, SessionId};
-pub use watch::{blocking_deadline, Blocking, Watch, WatchOptions};
+pub use token::Token;
+pub use value::IntoValue;
+pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 
 /// Checks a key the way every KV operation does before building a request.
 ///

@@ -1,4 +1,5 @@
-//! Indexes, response meta, request options, the ACL token and the request context.
+//! Response meta: the Raft [`Index`], the `X-Consul-*` headers of a read ([`QueryMeta`]) and
+//! a value paired with the meta of the read that produced it ([`Indexed`]).
 
 use std::fmt;
 use std::num::NonZeroU64;
@@ -6,8 +7,7 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
-use crate::encode::Query;
-use crate::error::{BuildError, ErrorDetail, ResponseError};
+use crate::error::{ErrorDetail, ResponseError};
 
 /// A Raft index as Consul reports it: never zero.
 ///
@@ -56,19 +56,6 @@ impl From<Index> for u64 {
     fn from(i: Index) -> Self {
         i.get()
     }
-}
-
-/// The consistency mode of a read (Consul's `features/consistency`).
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Consistency {
-    /// No parameter: the leader answers ("strongly consistent in almost all cases").
-    #[default]
-    Default,
-    /// `?consistent`: the leader verifies its leadership with a quorum first.
-    Consistent,
-    /// `?stale`: any server answers, possibly behind the leader.
-    Stale,
 }
 
 /// Meta that Consul sends with every read (`X-Consul-*` headers).
@@ -191,7 +178,7 @@ fn header_str<'a>(
 
 /// A value together with the meta of the read that produced it.
 ///
-/// This is the Rust form of the seed's `value.consul`: the meta travels with the value.
+/// This is the Rust form of aioconsul's `value.consul`: the meta travels with the value.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Indexed<T> {
@@ -214,249 +201,6 @@ impl<T> Indexed<T> {
             meta: self.meta,
         }
     }
-}
-
-/// An ACL token. It is sent only in the `X-Consul-Token` header and never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    /// Wraps a token, refusing one that cannot be a header value (CR, LF, other controls).
-    ///
-    /// # Errors
-    /// [`BuildError::InvalidToken`]; the error does not contain the token.
-    pub fn new(secret: impl Into<String>) -> Result<Self, BuildError> {
-        let s = secret.into();
-        let trimmed = s.trim();
-        if trimmed.is_empty() || trimmed.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
-            return Err(BuildError::InvalidToken);
-        }
-        Ok(Self(trimmed.to_owned()))
-    }
-
-    /// The secret. Handle with care: never log it.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(***)")
-    }
-}
-
-/// What the executor knows that every request needs: the client's defaults.
-///
-/// Values set on an operation's options win over these.
-#[non_exhaustive]
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    /// Default ACL token.
-    pub token: Option<Token>,
-    /// Default datacenter (`?dc=`); `None` lets the agent pick its own.
-    pub datacenter: Option<String>,
-    /// Default namespace (`?ns=`, Consul Enterprise).
-    pub namespace: Option<String>,
-    /// Default admin partition (`?partition=`, Consul Enterprise).
-    pub partition: Option<String>,
-}
-
-impl RequestContext {
-    /// An empty context: no token and the agent's own datacenter.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the default token.
-    pub fn with_token(mut self, token: Token) -> Self {
-        self.token = Some(token);
-        self
-    }
-
-    /// Sets the default datacenter.
-    pub fn with_datacenter(mut self, dc: impl Into<String>) -> Self {
-        self.datacenter = Some(dc.into());
-        self
-    }
-}
-
-/// Options shared by every request: datacenter, namespace, partition and token.
-#[non_exhaustive]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WriteOptions {
-    /// `?dc=`.
-    pub datacenter: Option<String>,
-    /// `?ns=` (Consul Enterprise).
-    pub namespace: Option<String>,
-    /// `?partition=` (Consul Enterprise).
-    pub partition: Option<String>,
-    /// Per-call ACL token; overrides the context's.
-    pub token: Option<Token>,
-}
-
-/// Options of a read: everything in [`WriteOptions`] plus consistency and blocking.
-#[non_exhaustive]
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadOptions {
-    /// Datacenter, namespace, partition and token.
-    pub common: WriteOptions,
-    /// The consistency mode.
-    pub consistency: Consistency,
-    /// Block until the result's index passes this one.
-    pub index: Option<Index>,
-    /// How long to block (only sent together with `index`).
-    pub wait: Option<Duration>,
-}
-
-fn check_option(name: &'static str, v: &str) -> Result<(), BuildError> {
-    if v.is_empty() {
-        return Err(BuildError::option(name, "empty"));
-    }
-    if v.chars().any(|c| c.is_control()) {
-        return Err(BuildError::option(name, "contains a control character"));
-    }
-    Ok(())
-}
-
-impl WriteOptions {
-    pub(crate) fn write_query(&self, cx: &RequestContext, q: &mut Query) -> Result<(), BuildError> {
-        let fields = [
-            (
-                "dc",
-                "datacenter",
-                self.datacenter.as_ref().or(cx.datacenter.as_ref()),
-            ),
-            (
-                "ns",
-                "namespace",
-                self.namespace.as_ref().or(cx.namespace.as_ref()),
-            ),
-            (
-                "partition",
-                "partition",
-                self.partition.as_ref().or(cx.partition.as_ref()),
-            ),
-        ];
-        for (param, name, value) in fields {
-            if let Some(v) = value {
-                check_option(name, v)?;
-                q.pair(param, v);
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn token<'a>(&'a self, cx: &'a RequestContext) -> Option<&'a Token> {
-        self.token.as_ref().or(cx.token.as_ref())
-    }
-}
-
-impl ReadOptions {
-    pub(crate) fn write_query(&self, cx: &RequestContext, q: &mut Query) -> Result<(), BuildError> {
-        self.common.write_query(cx, q)?;
-        match self.consistency {
-            Consistency::Default => {}
-            Consistency::Consistent => {
-                q.flag("consistent");
-            }
-            Consistency::Stale => {
-                q.flag("stale");
-            }
-        }
-        if let Some(index) = self.index {
-            q.num("index", index.get());
-            if let Some(wait) = self.wait {
-                q.pair("wait", &format_wait(wait));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Formats a duration the way Go's `time.ParseDuration` reads it, exactly and always with a
-/// unit. A zero wait is sent as `1ms`, because Consul reads `0` as its 5-minute default.
-pub fn format_wait(d: Duration) -> String {
-    if d.is_zero() {
-        return "1ms".to_owned();
-    }
-    format_go_duration(d)
-}
-
-/// Formats a duration as an exact Go duration string (`30s`, `1500ms`, `10us`, `7ns`).
-pub fn format_go_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        "0s".to_owned()
-    } else if nanos % 1_000_000_000 == 0 {
-        format!("{}s", nanos / 1_000_000_000)
-    } else if nanos % 1_000_000 == 0 {
-        format!("{}ms", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
-        format!("{}us", nanos / 1_000)
-    } else {
-        format!("{nanos}ns")
-    }
-}
-
-/// Parses a Go duration string such as `15s`, `1m30s`, `1.5h` or `100ms`.
-///
-/// A unit is required (as in Go, except for the bare `0`). Returns `None` when malformed or
-/// negative.
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(Duration::ZERO);
-    }
-    let s = s.strip_prefix('+').unwrap_or(s);
-    if s.is_empty() || s.starts_with('-') {
-        return None;
-    }
-    let mut total: u128 = 0;
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-            i += 1;
-        }
-        let number = &s[start..i];
-        if number.is_empty() || number == "." {
-            return None;
-        }
-        let ustart = i;
-        while i < bytes.len() && !(bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-            i += 1;
-        }
-        let unit: u128 = match &s[ustart..i] {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        let (int, frac) = match number.split_once('.') {
-            Some((a, b)) => (a, b),
-            None => (number, ""),
-        };
-        if frac.contains('.') {
-            return None;
-        }
-        let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let mut value = int.checked_mul(unit)?;
-        let mut scale = unit;
-        for d in frac.bytes() {
-            scale /= 10;
-            value = value.checked_add(u128::from(d - b'0') * scale)?;
-        }
-        total = total.checked_add(value)?;
-    }
-    let secs = u64::try_from(total / 1_000_000_000).ok()?;
-    // The remainder is below 10^9 and always fits.
-    let nanos = u32::try_from(total % 1_000_000_000).unwrap_or(0);
-    Some(Duration::new(secs, nanos))
 }
 
 #[cfg(test)]
@@ -545,52 +289,5 @@ mod tests {
             QueryMeta::from_headers(&h),
             Err(ResponseError::InvalidHeader { .. })
         ));
-    }
-
-    #[test]
-    fn wait_is_exact_with_a_unit() {
-        let table = [
-            (Duration::from_secs(30), "30s"),
-            (Duration::from_millis(1500), "1500ms"),
-            (Duration::from_millis(1), "1ms"),
-            (Duration::from_micros(10), "10us"),
-            (Duration::from_nanos(7), "7ns"),
-            (Duration::ZERO, "1ms"),
-            (Duration::from_secs(600), "600s"),
-        ];
-        for (d, want) in table {
-            assert_eq!(format_wait(d), want);
-        }
-    }
-
-    #[test]
-    fn go_durations_parse() {
-        let table: &[(&str, Option<Duration>)] = &[
-            ("15s", Some(Duration::from_secs(15))),
-            ("1m30s", Some(Duration::from_secs(90))),
-            ("1.5h", Some(Duration::from_secs(5400))),
-            ("100ms", Some(Duration::from_millis(100))),
-            ("0", Some(Duration::ZERO)),
-            ("0s", Some(Duration::ZERO)),
-            ("10", None),
-            ("-5s", None),
-            ("abc", None),
-            ("", None),
-            ("5x", None),
-        ];
-        for (s, want) in table {
-            assert_eq!(parse_go_duration(s), *want, "{s:?}");
-        }
-    }
-
-    #[test]
-    fn token_is_never_printed() {
-        let t = Token::new("s3cr3t-token").unwrap();
-        assert_eq!(format!("{t:?}"), "Token(***)");
-        let cx = RequestContext::new().with_token(t);
-        assert!(!format!("{cx:?}").contains("s3cr3t"));
-        assert!(Token::new("a\r\nb").is_err());
-        assert!(Token::new("").is_err());
-        assert!(!format!("{:?}", Token::new("x\ny")).contains('x'));
     }
 }

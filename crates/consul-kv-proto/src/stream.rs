@@ -361,7 +361,7 @@ impl Decode for EntryDecoder {
     }
 }
 
-impl Streaming for crate::kv::Items {
+impl Streaming for crate::kv::ListItems {
     type Item = KvPair;
     type Decoder = EntryDecoder;
 

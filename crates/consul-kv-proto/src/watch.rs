@@ -1,6 +1,6 @@
-//! Blocking queries as a sans-IO state machine: [`Watch`].
+//! Blocking queries as a sans-IO state machine: [`WatchMachine`].
 //!
-//! [`Watch`] owns the rules of Consul's blocking-query documentation
+//! [`WatchMachine`] owns the rules of Consul's blocking-query documentation
 //! (`api-docs/features/blocking`):
 //!
 //! - **Reset the index when it goes backwards** (tombstone reaping, a restarted server): the
@@ -17,9 +17,9 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use bytes::Bytes;
-//! use consul_kv_proto::{kv::Get, RequestContext, Watch, WatchOptions};
+//! use consul_kv_proto::{kv::Get, RequestContext, WatchMachine, WatchOptions};
 //!
-//! let mut watch = Watch::new(Get::new("config"), WatchOptions::default());
+//! let mut watch = WatchMachine::new(Get::new("config"), WatchOptions::default());
 //! let cx = RequestContext::new();
 //! # let t0 = Instant::now();
 //! # let mut now = t0;
@@ -46,8 +46,8 @@ use bytes::Bytes;
 use http::{Request, Response};
 
 use crate::error::{BuildError, ResponseError};
-use crate::meta::{Index, Indexed, RequestContext};
 use crate::op::Operation;
+use crate::{Index, Indexed, RequestContext};
 
 /// A read that can block on an index.
 pub trait Blocking: Operation<Output = Indexed<Self::Value>> {
@@ -58,7 +58,7 @@ pub trait Blocking: Operation<Output = Indexed<Self::Value>> {
     fn set_block(&mut self, index: Option<Index>, wait: Duration);
 }
 
-/// Tuning of a [`Watch`].
+/// Tuning of a [`WatchMachine`].
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchOptions {
@@ -129,7 +129,7 @@ pub fn blocking_deadline(wait: Duration, margin: Duration) -> Duration {
 
 /// A blocking-query loop over a [`Blocking`] read, without I/O or clock reads.
 #[derive(Debug)]
-pub struct Watch<O: Blocking> {
+pub struct WatchMachine<O: Blocking> {
     op: O,
     opts: WatchOptions,
     index: Option<Index>,
@@ -139,12 +139,12 @@ pub struct Watch<O: Blocking> {
     not_before: Option<Instant>,
     failures: u32,
     in_flight: bool,
-    rng: u64,
+    rng: fastrand::Rng,
     resets: u64,
     requests: u64,
 }
 
-impl<O> Watch<O>
+impl<O> WatchMachine<O>
 where
     O: Blocking,
     O::Value: Clone + PartialEq,
@@ -152,7 +152,7 @@ where
     /// A watch over `op`. The first request is a plain (non-blocking) read.
     pub fn new(op: O, opts: WatchOptions) -> Self {
         let burst = opts.burst.max(1);
-        let seed = opts.seed | 1;
+        let rng = fastrand::Rng::with_seed(opts.seed);
         Self {
             op,
             opts,
@@ -163,7 +163,7 @@ where
             not_before: None,
             failures: 0,
             in_flight: false,
-            rng: seed,
+            rng,
             resets: 0,
             requests: 0,
         }
@@ -319,16 +319,6 @@ where
         self.fail(now);
     }
 
-    fn next_rand(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
     fn fail(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
         // A restarted server may have a lower index: the next request must not block on ours.
@@ -345,7 +335,7 @@ where
         let jitter = if nanos == 0 {
             Duration::ZERO
         } else {
-            Duration::from_nanos(self.next_rand() % nanos)
+            Duration::from_nanos(self.rng.u64(..nanos))
         };
         self.not_before = Some(now + half + jitter);
     }
@@ -373,7 +363,7 @@ mod tests {
             .unwrap()
     }
 
-    fn uri(w: &mut Watch<Get>, now: Instant) -> Option<String> {
+    fn uri(w: &mut WatchMachine<Get>, now: Instant) -> Option<String> {
         w.poll_request(now, &RequestContext::new())
             .unwrap()
             .map(|r| r.uri().to_string())
@@ -387,7 +377,7 @@ mod tests {
 
     #[test]
     fn index_sequence_5_5_7_3_0() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         // index: response index, value, expected emission, expected next uri
         let steps: &[(&str, &str, bool, &str)] = &[
@@ -410,7 +400,7 @@ mod tests {
 
     #[test]
     fn same_index_new_value_is_emitted_and_same_value_new_index_is_not() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         uri(&mut w, now);
         assert!(w.handle_response(now, resp("5", "a")).unwrap().is_some());
@@ -423,7 +413,7 @@ mod tests {
     #[test]
     fn token_bucket_allows_a_burst_of_two_then_one_per_interval() {
         let o = WatchOptions::default().min_interval(Duration::from_secs(1));
-        let mut w = Watch::new(Get::new("k"), o);
+        let mut w = WatchMachine::new(Get::new("k"), o);
         let start = t0();
         let mut sent = Vec::new();
         let mut now = start;
@@ -453,7 +443,7 @@ mod tests {
     #[test]
     fn errors_back_off_with_a_cap_and_reset_the_index() {
         let o = opts().backoff(Duration::from_millis(100), Duration::from_secs(2));
-        let mut w = Watch::new(Get::new("k"), o);
+        let mut w = WatchMachine::new(Get::new("k"), o);
         let mut now = t0();
         uri(&mut w, now);
         w.handle_response(now, resp("50", "a")).unwrap();
@@ -483,7 +473,7 @@ mod tests {
 
     #[test]
     fn error_status_is_returned_and_backed_off() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         uri(&mut w, now);
         let r = Response::builder()
@@ -497,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_means_one_plain_read_without_backoff() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         uri(&mut w, now);
         w.handle_response(now, resp("50", "a")).unwrap();
@@ -517,7 +507,7 @@ mod tests {
 
     #[test]
     fn only_one_request_in_flight() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         assert!(uri(&mut w, now).is_some());
         assert!(uri(&mut w, now).is_none());
@@ -526,7 +516,7 @@ mod tests {
 
     #[test]
     fn deadline_exceeds_wait_plus_jitter() {
-        let w = Watch::new(
+        let w = WatchMachine::new(
             Get::new("k"),
             WatchOptions::default().wait(Duration::from_secs(64)),
         );

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use bytes::Bytes;
-use consul_kv_proto::kv::{encode_entries, Items};
+use consul_kv_proto::kv::{encode_entries, ListItems};
 use consul_kv_proto::stream::{Decode, Streaming};
 use consul_kv_proto::{KvPair, Operation, ResponseError};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -28,12 +28,12 @@ fn headers() -> HeaderMap {
 fn one_shot(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
     let mut resp = http::Response::new(Bytes::copy_from_slice(body));
     *resp.headers_mut() = headers();
-    Items::new("").parse(resp).map(|r| r.value)
+    ListItems::new("").parse(resp).map(|r| r.value)
 }
 
 /// Feeds `body` cut at `cuts` (sorted offsets) and collects every entry.
 fn streamed(body: &[u8], cuts: &[usize]) -> Result<Vec<KvPair>, ResponseError> {
-    let (meta, mut decoder) = Items::new("").start(StatusCode::OK, &headers())?;
+    let (meta, mut decoder) = ListItems::new("").start(StatusCode::OK, &headers())?;
     assert_eq!(meta.last_index.get(), 42);
     let mut out = Vec::new();
     let mut from = 0;

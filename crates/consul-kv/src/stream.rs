@@ -42,11 +42,11 @@ use crate::Result;
 /// # Ok(()) }
 /// ```
 pub struct ItemsStream {
-    inner: ListStream<op::Items>,
+    inner: ListStream<op::ListItems>,
 }
 
 impl ItemsStream {
-    pub(crate) fn new(inner: ListStream<op::Items>) -> Self {
+    pub(crate) fn new(inner: ListStream<op::ListItems>) -> Self {
         Self { inner }
     }
 

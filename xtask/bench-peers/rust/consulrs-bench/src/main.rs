@@ -4,14 +4,10 @@
 //! the `kv::read / set / keys` functions as its README shows. `kv::set` takes a
 //! `&'static [u8]` value, so the values this program writes are leaked once and reused.
 
-#[path = "../../../../../crates/consul-kv-bench/src/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use harness::{cli_main, Contender, OpError, Watcher};
+use consul_kv_bench_harness::{cli_main, Contender, OpError, Watcher};
 use consulrs::api::features::{Blocking, Features};
 use consulrs::api::kv::requests::{ReadKeyRequest, SetKeyRequest};
 use consulrs::client::{ConsulClient, ConsulClientSettingsBuilder};
@@ -145,7 +141,7 @@ impl Watcher for RsWatch {
 }
 
 /// Prints the result line, or the usage error.
-fn finish(result: Result<harness::Outcome, String>) -> std::process::ExitCode {
+fn finish(result: Result<consul_kv_bench_harness::Outcome, String>) -> std::process::ExitCode {
     match result {
         Ok(o) => {
             println!("{}", o.to_json());
