@@ -369,7 +369,9 @@ impl HyperClient {
         match self.attempt(req, a).await {
             Err(f) if f.is_stale_connection() && (f.sent == Sent::No || a.safe) => {
                 tracing::debug!(error = %f.error, "pooled connection was closed; repeating on a new one");
-                let req = op.build(&self.inner.cx).map_err(|e| Failure::unsent(e.into()))?;
+                let req = op
+                    .build(&self.inner.cx)
+                    .map_err(|e| Failure::unsent(e.into()))?;
                 self.attempt(req, a).await
             }
             other => other,
@@ -378,7 +380,11 @@ impl HyperClient {
 
     /// One attempt: send `req` and read the answer under one deadline. With `a.stream`, a `200`
     /// or `404` answer is returned with its body unread (the deadline then covers the head).
-    pub(crate) async fn attempt(&self, req: Request<Bytes>, a: AttemptSpec) -> Result<Head, Failure> {
+    pub(crate) async fn attempt(
+        &self,
+        req: Request<Bytes>,
+        a: AttemptSpec,
+    ) -> Result<Head, Failure> {
         let inner = &*self.inner;
         let span = tracing::debug_span!(
             "consul_request",
@@ -622,14 +628,9 @@ impl Base {
         let pq = match pq {
             Some(pq) if self.prefix.is_empty() => pq,
             pq => {
-                let joined = format!(
-                    "{}{}",
-                    self.prefix,
-                    pq.as_ref().map_or("/", |p| p.as_str())
-                );
-                http::uri::PathAndQuery::try_from(joined).map_err(|e| {
-                    Error::Build(proto::BuildError::Http(http::Error::from(e)))
-                })?
+                let joined = format!("{}{}", self.prefix, pq.as_ref().map_or("/", |p| p.as_str()));
+                http::uri::PathAndQuery::try_from(joined)
+                    .map_err(|e| Error::Build(proto::BuildError::Http(http::Error::from(e))))?
             }
         };
         let mut parts = http::uri::Parts::default();

@@ -17,7 +17,7 @@ use crate::error::{Error, RequestTarget, TransportKind};
 type Opening<D> = Pin<Box<dyn Future<Output = Result<(QueryMeta, D, Open), Error>> + Send>>;
 
 /// A streamed list read, from [`HyperClient::stream`]: yields each item (for
-/// [`proto::kv::Items`], each `KvPair`) as soon as its bytes have arrived.
+/// [`proto::kv::ListItems`], each `KvPair`) as soon as its bytes have arrived.
 ///
 /// Memory is bounded by one item plus one read chunk, not by the answer, so a tree larger
 /// than [`max_body`](crate::ClientBuilder::max_body) can be read. The limits:
@@ -75,15 +75,15 @@ impl<O: Streaming> fmt::Debug for ListStream<O> {
 }
 
 impl HyperClient {
-    /// Starts a streamed read of `op` (such as [`proto::kv::Items`]): a [`ListStream`] that
+    /// Starts a streamed read of `op` (such as [`proto::kv::ListItems`]): a [`ListStream`] that
     /// yields each entry as the body arrives, for answers of any size.
     ///
     /// ```no_run
-    /// use consul_kv_hyper::{proto::kv::Items, HyperClient};
+    /// use consul_kv_hyper::{proto::kv::ListItems, HyperClient};
     ///
     /// # async fn run() -> Result<(), consul_kv_hyper::Error> {
     /// let client = HyperClient::builder().build()?;
-    /// let mut entries = client.stream(Items::new("huge/tree/"));
+    /// let mut entries = client.stream(ListItems::new("huge/tree/"));
     /// let mut bytes = 0;
     /// while let Some(pair) = entries.next().await {
     ///     bytes += pair?.value_bytes().len();

@@ -103,8 +103,8 @@ pub use lock::{Lock, LockBuilder, LOCK_FLAG};
 pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
-pub use stream::ItemsStream;
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
+pub use stream::ItemsStream;
 pub use txn::{TxnOutcome, TxnRequest};
 pub use watch::{KeyWatch, PrefixWatch};
 
