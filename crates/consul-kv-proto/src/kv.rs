@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::encode::{check_key, encode_key, KeyUse, Query};
+use crate::encode::{check_key, KeyUse, Query};
 use crate::error::{BuildError, ErrorDetail, ResponseError};
 use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
@@ -265,8 +265,12 @@ impl From<WriteOutcome> for bool {
     }
 }
 
+/// `/v1/kv/<encoded key>`, with room for a short query.
 fn kv_path(key: &str) -> String {
-    format!("/v1/kv/{}", encode_key(key))
+    let mut path = String::with_capacity(7 + key.len() + 32);
+    path.push_str("/v1/kv/");
+    crate::encode::push_key(&mut path, key);
+    path
 }
 
 fn read_request(
@@ -277,7 +281,7 @@ fn read_request(
     mode: &[(&str, Option<&str>)],
 ) -> Result<Request<Bytes>, BuildError> {
     check_key(key, usage)?;
-    let mut q = Query::new();
+    let mut q = Query::after(kv_path(key));
     for (name, value) in mode {
         match value {
             None => q.flag(name),
@@ -285,12 +289,7 @@ fn read_request(
         };
     }
     opts.write_query(cx, &mut q)?;
-    request(
-        Method::GET,
-        kv_path(key) + &q.finish(),
-        opts.common.token(cx),
-        None,
-    )
+    request(Method::GET, q.finish(), opts.common.token(cx), None)
 }
 
 /// Parses meta and maps `404` to `None`.
@@ -699,7 +698,7 @@ impl Operation for Set {
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
         check_key(&self.key, KeyUse::Single)?;
-        let mut q = Query::new();
+        let mut q = Query::after(kv_path(&self.key));
         if self.flags != 0 {
             q.num("flags", self.flags);
         }
@@ -718,7 +717,7 @@ impl Operation for Set {
         self.opts.write_query(cx, &mut q)?;
         request(
             Method::PUT,
-            kv_path(&self.key) + &q.finish(),
+            q.finish(),
             self.opts.token(cx),
             Some((self.value.clone(), "application/octet-stream")),
         )
@@ -801,7 +800,7 @@ impl Operation for Delete {
     type Output = WriteOutcome;
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        let mut q = Query::new();
+        let mut q = Query::after(kv_path(&self.key));
         match self.mode {
             DeleteMode::Key => check_key(&self.key, KeyUse::Single)?,
             DeleteMode::Tree => {
@@ -816,7 +815,7 @@ impl Operation for Delete {
         self.opts.write_query(cx, &mut q)?;
         request(
             Method::DELETE,
-            kv_path(&self.key) + &q.finish(),
+            q.finish(),
             self.opts.token(cx),
             None,
         )
