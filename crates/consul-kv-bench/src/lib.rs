@@ -6,11 +6,15 @@
 //! - [`fixed`]: the fixed-response server that isolates client overhead.
 //! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
 //! - [`micro`]: proto-only build/parse micro benchmarks.
+//! - [`allocs`]: allocations per parse (the counting allocator is in `consul-kv-bench-allocs`).
+//! - [`tree`]: the streamed read of a huge tree (`consul-kv-bench tree`).
 //!
 //! Not published; not in the workspace's default members.
 
+pub mod allocs;
 pub mod contenders;
 pub mod fixed;
 pub use consul_kv_bench_harness as harness;
 pub mod micro;
 pub mod serve;
+pub mod tree;

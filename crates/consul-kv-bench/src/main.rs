@@ -10,6 +10,9 @@
 //!     one harness run; prints one JSON result line (flags: see the harness contract)
 //! consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 //!     proto build/parse micro benchmarks; one JSON line each
+//! consul-kv-bench tree [--keys N] [--value-size B] [--rounds R] [--target URL]
+//!     a huge tree through items_stream() beside items() (default 1,000,000 keys x 100 B,
+//!     3 rounds, a devserver started in a child process); one JSON line
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -27,6 +30,7 @@ consul-kv-bench serve [--keys N] [--value-size B]
 consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
 consul-kv-bench run --contender consul-kv|floor <contract>
 consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
+consul-kv-bench tree [--keys N] [--value-size B] [--rounds R] [--target URL]
 
 <contract>:
 ";
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         "seed" => seed(rest),
         "run" => run(rest),
         "micro" => run_micro(rest),
+        "tree" => run_tree(rest),
         "help" | "-h" | "--help" => {
             println!("{HELP}{USAGE}");
             Ok(())
@@ -160,5 +165,64 @@ fn run_micro(args: &[String]) -> Result<(), String> {
     for r in micro::run(&data, Duration::from_secs_f64(seconds.max(0.001)), only) {
         println!("{}", r.to_json());
     }
+    Ok(())
+}
+
+fn run_tree(args: &[String]) -> Result<(), String> {
+    let mut p = consul_kv_bench::tree::TreeParams {
+        keys: 1_000_000,
+        value_size: 100,
+        rounds: 3,
+    };
+    let mut target = None;
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            return Err(format!("{} needs a value", pair[0]));
+        };
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--keys" => p.keys = num(value)?,
+            "--value-size" => p.value_size = num(value)?,
+            "--rounds" => p.rounds = num(value)?,
+            "--target" => target = Some(value.clone()),
+            f => return Err(format!("unknown flag {f:?}\n\n{HELP}")),
+        }
+    }
+    // Without a target, a devserver in a child process: this process's memory is the
+    // client's alone.
+    let mut child = None;
+    let target = match target {
+        Some(t) => t,
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut c = std::process::Command::new(exe)
+                .args(["serve", "--keys", "1"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("serve: {e}"))?;
+            let mut line = String::new();
+            let out = c.stdout.take().ok_or("serve: no stdout")?;
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+                .map_err(|e| format!("serve: {e}"))?;
+            let urls: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| format!("serve said {line:?}: {e}"))?;
+            let url = urls["devserver"]
+                .as_str()
+                .ok_or_else(|| format!("serve said {line:?}"))?
+                .to_owned();
+            child = Some(c);
+            url
+        }
+    };
+    let result = runtime()?.block_on(consul_kv_bench::tree::run(&target, &p));
+    if let Some(mut c) = child {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
+    println!("{}", result?);
     Ok(())
 }

@@ -284,8 +284,11 @@ impl Query {
     }
 
     fn sep(&mut self) {
-        self.buf
-            .push(if self.buf.len() == self.start { '?' } else { '&' });
+        self.buf.push(if self.buf.len() == self.start {
+            '?'
+        } else {
+            '&'
+        });
     }
 
     /// A flag that Consul tests by presence only (`recurse`, `keys`, `raw`, `stale`, …).

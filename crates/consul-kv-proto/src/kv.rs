@@ -813,12 +813,7 @@ impl Operation for Delete {
             }
         }
         self.opts.write_query(cx, &mut q)?;
-        request(
-            Method::DELETE,
-            q.finish(),
-            self.opts.token(cx),
-            None,
-        )
+        request(Method::DELETE, q.finish(), self.opts.token(cx), None)
     }
 
     fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
