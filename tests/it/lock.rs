@@ -9,7 +9,7 @@ use consul_kv_devserver::DevServer;
 use consul_kv_tests::proxy::{Fault as ProxyFault, FaultProxy};
 use consul_kv_tests::server;
 
-use crate::{client, prefix, within};
+use crate::{across_a_restart, client, client_without_retries, prefix, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_gives_mutual_exclusion() {
@@ -332,53 +332,25 @@ async fn session_expiry_while_held_is_a_loss() {
     );
 }
 
-/// A client for `server` whose executor does not retry, so that every retry seen is the lock's.
-fn client_without_retries(server: &server::TestServer) -> consul_kv::Client {
-    consul_kv::Client::builder()
-        .address(server.base_url())
-        .retry(consul_kv::RetryPolicy::none())
-        .build()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acquire_retries_while_the_server_is_down() {
-    let Some(first) = server::start_devserver("lock-retry", DevServer::builder()).await else {
+    let key = format!("{}leader", prefix("lock-retry"));
+    let Some((acquired, server)) = across_a_restart("lock-retry", |client| {
+        tokio::spawn(
+            client
+                .lock(&key)
+                .value("node-a")
+                .retry_for(Duration::from_secs(60))
+                .acquire(),
+        )
+    })
+    .await
+    else {
         return;
     };
-    let addr = first.handle().unwrap().addr();
-    let client = client_without_retries(&first);
-    let key = format!("{}leader", prefix("lock-retry"));
-    first.shutdown().await;
-    // Nothing listens now: a plain read fails at once with a refused connection.
-    let refused = client.kv().get(&key).await.unwrap_err();
-    assert!(refused.is_connect(), "{refused:?}");
-
-    let acquiring = tokio::spawn(
-        client
-            .lock(&key)
-            .value("node-a")
-            .retry_for(Duration::from_secs(60))
-            .acquire(),
-    );
-    // Let the first attempts hit the closed port, then bring the server back on it.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(
-        !acquiring.is_finished(),
-        "acquire gave up while the server was down"
-    );
-    let second = server::start_with(DevServer::builder().listen(addr)).await;
-    let lock = within(Duration::from_secs(60), "acquire after restart", acquiring)
-        .await
-        .unwrap()
-        .unwrap();
+    let lock = acquired.unwrap();
     assert!(lock.is_held());
-    let held = client_without_retries(&second)
-        .kv()
-        .get(&key)
-        .await
-        .unwrap()
-        .unwrap();
+    let held = client(&server).kv().get(&key).await.unwrap().unwrap();
     assert_eq!(held.session.as_ref(), Some(lock.session()));
     assert_eq!(held.as_str(), Some("node-a"));
     assert!(lock.release().await.unwrap());

@@ -150,6 +150,7 @@ async fn outcome_is_committed_or_rolled_back_and_converts_to_a_result() {
         ),
         "{e:?}"
     );
+    assert_eq!(e.to_string(), "PUT /v1/txn: transaction rolled back");
     let detail = std::error::Error::source(&e).unwrap().to_string();
     assert!(detail.starts_with("operation 0:"), "{detail}");
     assert_eq!(kv.get(&a).await.unwrap().unwrap().as_str(), Some("1"));

@@ -239,9 +239,12 @@ impl FaultProxy {
     }
 }
 
+/// A parsed message head: its length in bytes and its headers (name, raw value).
+type Head = (usize, Vec<(String, Vec<u8>)>);
+
 /// Parses the HTTP/1.1 message head at the start of `buf` (a response when it starts with
 /// `HTTP/`, else a request): its length and headers, `None` while incomplete.
-fn parse_head(buf: &[u8]) -> std::io::Result<Option<(usize, Vec<(String, Vec<u8>)>)>> {
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
     let mut raw = [httparse::EMPTY_HEADER; 64];
     let parsed = if buf.starts_with(b"HTTP/") {
         httparse::Response::new(&mut raw).parse(buf)

@@ -395,6 +395,21 @@ pub fn json_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
+/// The end of a contender's `main`: prints the result line and exits 0, or prints the usage
+/// error and exits 2. Every Rust contender ends the same way.
+pub fn finish(result: Result<Outcome, String>) -> std::process::ExitCode {
+    match result {
+        Ok(o) => {
+            println!("{}", o.to_json());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
 /// Nearest-rank percentile of sorted samples (0 when empty).
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {

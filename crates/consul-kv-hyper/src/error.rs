@@ -39,6 +39,15 @@ impl RequestTarget {
         }
     }
 
+    /// A target from its parts; `path` is taken up to any `?`.
+    pub fn new(method: http::Method, path: impl Into<String>) -> Self {
+        let mut path = path.into();
+        if let Some(q) = path.find('?') {
+            path.truncate(q);
+        }
+        Self { method, path }
+    }
+
     /// The method.
     pub fn method(&self) -> &http::Method {
         &self.method

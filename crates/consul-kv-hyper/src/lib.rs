@@ -59,6 +59,13 @@
 //! Trees larger than the body limit, entry by entry as the body arrives:
 //! [`HyperClient::stream`]. Blocking queries that yield each change: [`HyperClient::watch`]. Per-call deadlines and
 //! retry policies: [`HyperClient::execute_with`].
+//!
+//! # Cargo features
+//!
+//! - `rustls` (on by default): `https://` agents, through rustls with the ring provider and
+//!   the platform's root certificates (plus `CONSUL_CACERT` / `CONSUL_CAPATH` and client
+//!   certificates). Without it the crate has no TLS code and an `https://` address is a
+//!   configuration error; `http://` and `unix://` work either way.
 
 pub use proto;
 

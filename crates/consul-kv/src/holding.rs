@@ -18,7 +18,7 @@ use crate::kv::Kv;
 use crate::session::{SessionKeeper, SessionLost};
 use crate::{Error, Result};
 
-/// Why acquiring a [`Lock`] or a [`Semaphore`](crate::Semaphore) failed.
+/// Why acquiring a [`Lock`](crate::Lock) or a [`Semaphore`](crate::Semaphore) failed.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -67,7 +67,7 @@ pub enum LockError {
     Consul(#[from] Error),
 }
 
-/// Why a held [`Lock`] or [`Semaphore`](crate::Semaphore) slot was lost.
+/// Why a held [`Lock`](crate::Lock) or [`Semaphore`](crate::Semaphore) slot was lost.
 #[non_exhaustive]
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LockLost {
@@ -83,8 +83,8 @@ pub enum LockLost {
     Monitor(#[source] Arc<Error>),
 }
 
-/// Whether a [`Lock`] or [`Semaphore`](crate::Semaphore) is still held, as
-/// [`subscribe`](Lock::subscribe) reports it.
+/// Whether a [`Lock`](crate::Lock) or [`Semaphore`](crate::Semaphore) is still held, as
+/// [`subscribe`](crate::Lock::subscribe) reports it.
 #[non_exhaustive]
 #[derive(Debug, Clone)]
 pub enum LockStatus {

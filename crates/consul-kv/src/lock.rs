@@ -255,7 +255,7 @@ impl Lock {
     /// the session. Resolves to `true` when the key was still held and is now released.
     ///
     /// # Errors
-    /// An [`Error`] when the release fails. The session is destroyed in any case (or, if that
+    /// An [`Error`](crate::Error) when the release fails. The session is destroyed in any case (or, if that
     /// fails too, expires by its TTL).
     pub async fn release(mut self) -> Result<bool> {
         self.holding.stop_monitor();

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use consul_kv_bench_harness::{cli_main, Contender, OpError, Watcher};
+use consul_kv_bench_harness::{cli_main, finish, Contender, OpError, Watcher};
 use consulrs::api::features::{Blocking, Features};
 use consulrs::api::kv::requests::{ReadKeyRequest, SetKeyRequest};
 use consulrs::client::{ConsulClient, ConsulClientSettingsBuilder};
@@ -136,20 +136,6 @@ impl Watcher for RsWatch {
         match r.response.into_iter().next().and_then(|p| p.value) {
             Some(v) => Ok(Some(v.try_into().map_err(OpError::failed)?)),
             None => Ok(None),
-        }
-    }
-}
-
-/// Prints the result line, or the usage error.
-fn finish(result: Result<consul_kv_bench_harness::Outcome, String>) -> std::process::ExitCode {
-    match result {
-        Ok(o) => {
-            println!("{}", o.to_json());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::ExitCode::from(2)
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use consul_kv_bench_harness::{cli_main, Contender, OpError, Watcher};
+use consul_kv_bench_harness::{cli_main, finish, Contender, OpError, Watcher};
 use rs_consul::{
     Config, Consul, ConsulError, CreateOrUpdateKeyRequest, ReadKeyRequest, ReadKeyResponse,
 };
@@ -108,20 +108,6 @@ impl Watcher for RsWatch {
                     .map(String::into_bytes))
             }
             Err(e) => Err(OpError::failed(e)),
-        }
-    }
-}
-
-/// Prints the result line, or the usage error.
-fn finish(result: Result<consul_kv_bench_harness::Outcome, String>) -> std::process::ExitCode {
-    match result {
-        Ok(o) => {
-            println!("{}", o.to_json());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::ExitCode::from(2)
         }
     }
 }
