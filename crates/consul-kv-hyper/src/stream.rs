@@ -20,9 +20,9 @@ type Opening<D> = Pin<Box<dyn Future<Output = Result<(QueryMeta, D, Open), Error
 /// [`proto::kv::ListItems`], each `KvPair`) as soon as its bytes have arrived.
 ///
 /// Memory is bounded by one item plus one read chunk, not by the answer, so a tree larger
-/// than [`max_body`](crate::ClientBuilder::max_body) can be read. The limits:
+/// than [`max_body`](crate::HyperClientBuilder::max_body) can be read. The limits:
 ///
-/// - **size**: at most [`max_stream_body`](crate::ClientBuilder::max_stream_body) bytes in all
+/// - **size**: at most [`max_stream_body`](crate::HyperClientBuilder::max_stream_body) bytes in all
 ///   (default 16 GiB), each entry at most 64 MiB of JSON; past either, an error and the
 ///   connection is dropped;
 /// - **time**: the response head within the call's deadline (as for
