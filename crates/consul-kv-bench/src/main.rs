@@ -31,6 +31,7 @@ consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
 consul-kv-bench run --contender consul-kv|floor <contract>
 consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 consul-kv-bench tree [--keys N] [--value-size B] [--rounds R] [--target URL]
+consul-kv-bench tree-read --target URL --prefix P --mode stream|items
 
 <contract>:
 ";
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         "run" => run(rest),
         "micro" => run_micro(rest),
         "tree" => run_tree(rest),
+        "tree-read" => run_tree_read(rest),
         "help" | "-h" | "--help" => {
             println!("{HELP}{USAGE}");
             Ok(())
@@ -224,5 +226,20 @@ fn run_tree(args: &[String]) -> Result<(), String> {
         let _ = c.wait();
     }
     println!("{}", result?);
+    Ok(())
+}
+
+/// One read of `tree`, in a fresh process (so that its peak memory is its own).
+fn run_tree_read(args: &[String]) -> Result<(), String> {
+    let get = |name: &str| {
+        args.chunks(2)
+            .find(|p| p[0] == name)
+            .and_then(|p| p.get(1))
+            .cloned()
+            .ok_or_else(|| format!("{name} is required"))
+    };
+    let (target, prefix, mode) = (get("--target")?, get("--prefix")?, get("--mode")?);
+    let line = runtime()?.block_on(consul_kv_bench::tree::read_once(&target, &prefix, &mode))?;
+    println!("{line}");
     Ok(())
 }

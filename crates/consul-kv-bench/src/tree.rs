@@ -6,9 +6,10 @@
 //! `tree/<b>/<i>`, where `b = i / 250,000`: one bucket's answer (250,000 entries of 100-byte
 //! values, about 60 MB of JSON) is the largest that fits the 64 MiB default limit of `items()`.
 //!
-//! Peak memory is the growth of `VmHWM` over `VmRSS` at the start of each read; the peak is
-//! reset before each read through `/proc/self/clear_refs` (Linux), so reads do not mask one
-//! another. Each read runs `--rounds` times; min and median are reported.
+//! Each read runs in a fresh client process (`consul-kv-bench tree-read`), so that memory
+//! freed by an earlier read cannot hide a later one's: its peak memory is the growth of
+//! `VmHWM` over `VmRSS` just before the read. Each read runs `--rounds` times; min and median
+//! are reported.
 
 use std::time::{Duration, Instant};
 
@@ -42,11 +43,6 @@ fn rss_kb() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Resets the peak (`VmHWM`) to the current resident set; `false` where it cannot.
-fn reset_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 /// One measured read: seconds, entries, value bytes, peak growth in KiB.
 #[derive(Debug, Clone, Copy)]
 struct Read {
@@ -56,23 +52,67 @@ struct Read {
     peak_growth_kb: u64,
 }
 
-async fn measured<F, Fut>(f: F) -> Result<Read, Error>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(usize, usize), Error>>,
-{
-    reset_peak();
+/// Runs one read in a fresh process: `consul-kv-bench tree-read --target T --prefix P --mode M`.
+fn measured(target: &str, prefix: &str, mode: &str) -> Result<Read, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(exe)
+        .args([
+            "tree-read",
+            "--target",
+            target,
+            "--prefix",
+            prefix,
+            "--mode",
+            mode,
+        ])
+        .output()
+        .map_err(|e| format!("tree-read: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "tree-read {mode} {prefix}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(text.trim()).map_err(|e| format!("tree-read said {text:?}: {e}"))?;
+    Ok(Read {
+        seconds: j["seconds"].as_f64().unwrap_or(0.0),
+        entries: j["entries"].as_u64().unwrap_or(0) as usize,
+        bytes: j["value_bytes"].as_u64().unwrap_or(0) as usize,
+        peak_growth_kb: j["peak_rss_growth_kib"].as_u64().unwrap_or(0),
+    })
+}
+
+/// One read in this process (the child side of [`measured`]); one JSON object.
+///
+/// # Errors
+/// The read fails.
+pub async fn read_once(target: &str, prefix: &str, mode: &str) -> Result<String, String> {
+    let client = Client::builder()
+        .address(target)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())?;
     let (rss0, _) = rss_kb();
     let t = Instant::now();
-    let (entries, bytes) = f().await?;
+    let (entries, bytes) = match mode {
+        "stream" => stream(&client, prefix).await,
+        _ => whole(&client, prefix).await,
+    }
+    .map_err(|e| e.to_string())?;
     let seconds = t.elapsed().as_secs_f64();
     let (_, hwm) = rss_kb();
-    Ok(Read {
-        seconds,
-        entries,
-        bytes,
-        peak_growth_kb: hwm.saturating_sub(rss0),
+    Ok(json!({
+        "mode": mode,
+        "seconds": seconds,
+        "entries": entries,
+        "value_bytes": bytes,
+        "rss_before_kib": rss0,
+        "peak_rss_kib": hwm,
+        "peak_rss_growth_kib": hwm.saturating_sub(rss0),
     })
+    .to_string())
 }
 
 async fn stream(client: &Client, prefix: &str) -> Result<(usize, usize), Error> {
@@ -154,11 +194,8 @@ pub async fn run(target: &str, p: &TreeParams) -> Result<String, String> {
     let rounds = p.rounds.max(1);
     let mut streamed = Vec::new();
     for _ in 0..rounds {
-        streamed.push(
-            measured(|| stream(&client, "tree/"))
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        // A blocking wait for the child: this runtime has nothing else to do meanwhile.
+        streamed.push(measured(target, "tree/", "stream")?);
     }
     // The whole tree is over the whole-body limit: items() must refuse it.
     let refused = match client.kv().items("tree/").await {
@@ -170,23 +207,14 @@ pub async fn run(target: &str, p: &TreeParams) -> Result<String, String> {
     let mut whole_reads = Vec::new();
     let mut bucket_streams = Vec::new();
     for _ in 0..rounds {
-        whole_reads.push(
-            measured(|| whole(&client, bucket))
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        bucket_streams.push(
-            measured(|| stream(&client, bucket))
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        whole_reads.push(measured(target, bucket, "items")?);
+        bucket_streams.push(measured(target, bucket, "stream")?);
     }
     Ok(json!({
         "tree": {
             "keys": p.keys,
             "value_size": p.value_size,
             "fill_seconds": filled.as_secs_f64(),
-            "peak_reset": reset_peak(),
         },
         "stream_all": summary(&streamed),
         "items_all": refused,

@@ -223,9 +223,7 @@ impl Report {
         if !self.allocs.is_empty() {
             let _ = writeln!(
                 md,
-                "
-### Allocations per parse (`consul-kv-bench-allocs`)
-
+                "\n### Allocations per parse (`consul-kv-bench-allocs`)\n\n\
                  | parse | entries | consul-kv-proto | bare serde parse |\n|---|---:|---:|---:|"
             );
             let mut names: Vec<&str> = self.allocs.iter().map(|a| a.name.as_str()).collect();
@@ -268,11 +266,11 @@ impl Report {
             };
             let _ = writeln!(
                 md,
-                "
-### A huge tree (`consul-kv-bench tree`)
-
-                 {} keys × {} B written to a devserver in its own process (fill {:.0} s);                  time and the growth of the client's peak RSS per read, min / median of {}                  round(s). `items()` over the whole tree: {}.
-
+                "\n### A huge tree (`consul-kv-bench tree`)\n\n\
+                 {} keys × {} B written to a devserver in its own process (fill {:.0} s); \
+                 each read runs in a fresh client process: its time and the growth of that \
+                 process's peak RSS over its RSS before the read, min / median of {} \
+                 round(s). `items()` over the whole tree: {}.\n\n\
                  | read | entries | time (min / median) | peak RSS growth (min / median) |\n|---|---:|---:|---:|",
                 t["tree"]["keys"],
                 t["tree"]["value_size"],
