@@ -1,7 +1,8 @@
 //! Go standard-library behaviour that Consul's answers depend on: `time.ParseDuration` and
 //! `strconv.Quote` (both from `consul_kv_proto`, shared with the client side),
 //! `strconv.ParseUint`, `url.ParseQuery` / `Values.Encode` (decoding with the proto crate's
-//! percent-decoder) and the `http.ServeMux` path cleaning. Error texts are Go's, because Consul returns them verbatim.
+//! percent-decoder) and the `http.ServeMux` path cleaning. Error texts are Go's, because
+//! Consul returns them verbatim.
 
 use consul_kv_proto::duration::parse_go_nanos;
 use consul_kv_proto::percent_decode;

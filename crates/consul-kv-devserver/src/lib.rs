@@ -143,7 +143,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 // Layers, each depending only on those listed after it: `listener` → `router` → the
-// handlers (`api_*`) → `request` / `reply` / `gojson` → `blocking` / `server` → `state` → `go`.
+// handlers (`api_*`) → `request` / `reply` / `gojson` → `blocking` / `server` → `state`
+// → `go`.
 mod api_kv;
 mod api_session;
 mod api_status;

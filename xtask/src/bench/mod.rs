@@ -19,9 +19,9 @@
 //!    `target/bench/report.svg` and the raw result lines `target/bench/results.jsonl`.
 //!
 //! Processes run through `std::process::Command`, result lines are read with `serde_json`,
-//! the SVG is written by hand. The rooms: [`cases`] (sizes and what is measured), [`build`]
-//! (the contenders), [`run`] (processes, servers, one run, result records), [`machine`],
-//! [`report`] (Markdown), [`chart`] (SVG), [`readme`] (README's performance section).
+//! the SVG is written by hand. The rooms: `cases.rs` (sizes and what is measured), `build.rs`
+//! (the contenders), `run.rs` (processes, servers, one run, result records), `machine.rs`,
+//! `report.rs` (Markdown), `chart.rs` (SVG), `readme.rs` (README's performance section).
 
 use std::fmt::Write as _;
 use std::path::Path;

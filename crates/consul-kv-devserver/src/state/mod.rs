@@ -202,6 +202,14 @@ pub(crate) struct Dc {
     ttl_scale: f64,
 }
 
+/// The session a lock or unlock names; Consul's `missing session` when it names none.
+fn requested_session(e: &Entry) -> Result<String, String> {
+    match e.session.as_deref() {
+        Some(s) if !s.is_empty() => Ok(s.to_owned()),
+        _ => Err("missing session".to_owned()),
+    }
+}
+
 impl Dc {
     /// An empty datacenter whose last applied index is `start_index`.
     pub(crate) fn new(start_index: u64, ttl_scale: f64) -> Self {
@@ -450,10 +458,7 @@ impl Dc {
         mut e: Entry,
         ch: &mut Changes,
     ) -> Result<Option<Entry>, String> {
-        let session = e.session.clone().unwrap_or_default();
-        if session.is_empty() {
-            return Err("missing session".to_owned());
-        }
+        let session = requested_session(&e)?;
         if !self.sessions.contains_key(&session) {
             return Err(format!("invalid session {}", quote(&session)));
         }
@@ -484,10 +489,7 @@ impl Dc {
         mut e: Entry,
         ch: &mut Changes,
     ) -> Result<Option<Entry>, String> {
-        let session = e.session.clone().unwrap_or_default();
-        if session.is_empty() {
-            return Err("missing session".to_owned());
-        }
+        let session = requested_session(&e)?;
         let Some(x) = self.kvs.get(key) else {
             return Ok(None);
         };
