@@ -15,6 +15,7 @@ mod lock;
 mod readme_quickstart;
 mod semaphore;
 mod session;
+mod stream;
 mod txn;
 mod values;
 mod watch;

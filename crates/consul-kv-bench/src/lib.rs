@@ -9,9 +9,12 @@
 //! - [`gzip`]: `items()` with and without gzip against one server.
 //! - [`fanout`]: watch fan-out, shared and unshared blocking queries (`cargo xtask bench watch`).
 //! - [`bulk`]: `put_all` and `import` beside one `PUT` per key (`cargo xtask bench bulk`).
+//! - [`allocs`]: allocations per parse (the counting allocator is in `consul-kv-bench-allocs`).
+//! - [`tree`]: the streamed read of a huge tree (`consul-kv-bench tree`).
 //!
 //! Not published; not in the workspace's default members.
 
+pub mod allocs;
 pub mod bulk;
 pub mod contenders;
 pub mod fanout;
@@ -20,3 +23,4 @@ pub mod gzip;
 pub use consul_kv_bench_harness as harness;
 pub mod micro;
 pub mod serve;
+pub mod tree;

@@ -16,6 +16,9 @@
 //!     watch fan-out: wake-up latency and requests at the server; one JSON line
 //! consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH] [--runs R]
 //!     put_all and import beside one PUT per key, R runs (default 3); the median of each
+//! consul-kv-bench tree [--keys N] [--value-size B] [--rounds R] [--target URL]
+//!     a huge tree through items_stream() beside items() (default 1,000,000 keys x 100 B,
+//!     3 rounds, a devserver started in a child process); one JSON line
 //! ```
 
 use std::io::{Read as _, Write as _};
@@ -37,6 +40,8 @@ consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
 consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no]
                              [--writes W] [--interval-ms MS]
 consul-kv-bench bulk --target URL|devserver [--keys N] [--value-size B] [--consul-bin PATH] [--runs R]
+consul-kv-bench tree [--keys N] [--value-size B] [--rounds R] [--target URL]
+consul-kv-bench tree-read --target URL --prefix P --mode stream|items
 
 <contract>:
 ";
@@ -55,6 +60,8 @@ fn main() -> ExitCode {
         "gzip" => run_gzip(rest),
         "watch-fanout" => watch_fanout(rest),
         "bulk" => run_bulk(rest),
+        "tree" => run_tree(rest),
+        "tree-read" => run_tree_read(rest),
         "help" | "-h" | "--help" => {
             println!("{HELP}{USAGE}");
             Ok(())
@@ -310,4 +317,78 @@ fn run_bulk(args: &[String]) -> Result<(), String> {
         }
         Ok(())
     })
+}
+
+fn run_tree(args: &[String]) -> Result<(), String> {
+    let mut p = consul_kv_bench::tree::TreeParams {
+        keys: 1_000_000,
+        value_size: 100,
+        rounds: 3,
+    };
+    let mut target = None;
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            return Err(format!("{} needs a value", pair[0]));
+        };
+        let num = |v: &str| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--keys" => p.keys = num(value)?,
+            "--value-size" => p.value_size = num(value)?,
+            "--rounds" => p.rounds = num(value)?,
+            "--target" => target = Some(value.clone()),
+            f => return Err(format!("unknown flag {f:?}\n\n{HELP}")),
+        }
+    }
+    // Without a target, a devserver in a child process: this process's memory is the
+    // client's alone.
+    let mut child = None;
+    let target = match target {
+        Some(t) => t,
+        None => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut c = std::process::Command::new(exe)
+                .args(["serve", "--keys", "1"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("serve: {e}"))?;
+            let mut line = String::new();
+            let out = c.stdout.take().ok_or("serve: no stdout")?;
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+                .map_err(|e| format!("serve: {e}"))?;
+            let urls: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| format!("serve said {line:?}: {e}"))?;
+            let url = urls["devserver"]
+                .as_str()
+                .ok_or_else(|| format!("serve said {line:?}"))?
+                .to_owned();
+            child = Some(c);
+            url
+        }
+    };
+    let result = runtime()?.block_on(consul_kv_bench::tree::run(&target, &p));
+    if let Some(mut c) = child {
+        drop(c.stdin.take());
+        let _ = c.wait();
+    }
+    println!("{}", result?);
+    Ok(())
+}
+
+/// One read of `tree`, in a fresh process (so that its peak memory is its own).
+fn run_tree_read(args: &[String]) -> Result<(), String> {
+    let get = |name: &str| {
+        args.chunks(2)
+            .find(|p| p[0] == name)
+            .and_then(|p| p.get(1))
+            .cloned()
+            .ok_or_else(|| format!("{name} is required"))
+    };
+    let (target, prefix, mode) = (get("--target")?, get("--prefix")?, get("--mode")?);
+    let line = runtime()?.block_on(consul_kv_bench::tree::read_once(&target, &prefix, &mode))?;
+    println!("{line}");
+    Ok(())
 }

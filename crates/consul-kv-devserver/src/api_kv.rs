@@ -9,7 +9,7 @@ use http::StatusCode;
 use crate::blocking::{self, Run, Target};
 use crate::go;
 use crate::profile::ConsulVersion;
-use crate::reply::{empty, json, set_header, text, Resp};
+use crate::reply::{empty, json, set_header, text, Body, BodyAborted, Resp};
 use crate::request::{Authz, BodyError, Ctx, Opts};
 use crate::state::KvWrite;
 
@@ -147,10 +147,14 @@ async fn get(ctx: Ctx, opts: Opts, key: String) -> Resp {
             || {
                 let st = dc.lock();
                 let (index, entries) = st.list(&key);
-                let value: Vec<_> = if allowed {
-                    entries.iter().map(|(k, e)| e.to_wire(k, true)).collect()
+                let value = if !allowed || entries.is_empty() {
+                    Listing::Small(Vec::new())
+                } else if entries.len() > STREAM_ENTRIES && !opts.pretty {
+                    Listing::Large {
+                        version: st.kv_tables_index(),
+                    }
                 } else {
-                    Vec::new()
+                    Listing::Small(entries.iter().map(|(k, e)| e.to_wire(k, true)).collect())
                 };
                 Run {
                     index,
@@ -161,10 +165,15 @@ async fn get(ctx: Ctx, opts: Opts, key: String) -> Resp {
         )
         .await;
         let meta = shared.meta(&opts, run.index);
-        let mut r = if run.value.is_empty() {
-            empty(StatusCode::NOT_FOUND)
-        } else {
-            json(StatusCode::OK, &run.value, opts.pretty)
+        let mut r = match run.value {
+            Listing::Small(v) if v.is_empty() => empty(StatusCode::NOT_FOUND),
+            Listing::Small(v) => json(StatusCode::OK, &v, opts.pretty),
+            Listing::Large { version } => {
+                let mut r = empty(StatusCode::OK);
+                *r.body_mut() = streamed_list(ctx.shared.clone(), dc.name.clone(), key, version);
+                set_header(&mut r, "content-type", "application/json");
+                r
+            }
         };
         meta.apply(&mut r);
         return r;
@@ -194,7 +203,7 @@ async fn get(ctx: Ctx, opts: Opts, key: String) -> Resp {
         None => empty(StatusCode::NOT_FOUND),
         Some((_, value)) if ctx.query.has("raw") => {
             let mut r = empty(StatusCode::OK);
-            *r.body_mut() = http_body_util::Full::new(value.unwrap_or_default());
+            *r.body_mut() = Body::from(value.unwrap_or_default());
             set_header(&mut r, "content-type", "text/plain");
             set_header(&mut r, "x-content-type-options", "nosniff");
             set_header(&mut r, "content-security-policy", "sandbox");
@@ -304,4 +313,79 @@ async fn delete(ctx: Ctx, opts: Opts, key: String) -> Resp {
         Ok(ok) => json(StatusCode::OK, &(!cas || ok), opts.pretty),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// Lists longer than this are streamed (see [`streamed_list`]); shorter ones are sent in one
+/// buffer with a `Content-Length`, as before.
+const STREAM_ENTRIES: usize = 1024;
+
+/// About how many bytes of JSON each chunk of a streamed list holds.
+const CHUNK_BYTES: usize = 64 << 10;
+
+/// A `?recurse` answer: built whole, or streamed.
+enum Listing {
+    Small(Vec<consul_kv_proto::kv::wire::KvEntry>),
+    /// Too long to build whole: streamed while the KV tables stay at `version`.
+    Large {
+        version: u64,
+    },
+}
+
+/// The JSON array of every entry under `prefix`, made chunk by chunk as the connection takes
+/// it: the server never holds the whole answer, nor a copy of the tree. Each chunk is read
+/// under the datacenter lock from where the last one stopped. Consul answers from one
+/// consistent snapshot; to never send a mix of two trees, the answer is aborted (the
+/// connection closed mid-body, which a client sees as a truncated answer and may retry) if a
+/// KV write lands between two chunks.
+fn streamed_list(
+    shared: std::sync::Arc<crate::server::Shared>,
+    dc: String,
+    prefix: String,
+    version: u64,
+) -> Body {
+    let mut after: Option<String> = None;
+    let mut started = false;
+    let mut done = false;
+    Body::chunks(Box::new(move || {
+        if done {
+            return None;
+        }
+        let Some(handle) = shared.dc(&dc) else {
+            done = true;
+            return Some(Err(BodyAborted("the datacenter is gone")));
+        };
+        let st = handle.lock();
+        if st.kv_tables_index() != version {
+            done = true;
+            return Some(Err(BodyAborted("the tree changed while it was being sent")));
+        }
+        let mut buf = Vec::with_capacity(CHUNK_BYTES + 1024);
+        if !started {
+            buf.push(b'[');
+        }
+        let mut last = None;
+        for (k, e) in st.list_after(&prefix, after.as_deref()) {
+            if started {
+                buf.push(b',');
+            }
+            started = true;
+            if serde_json::to_writer(&mut buf, &e.to_wire(k, true)).is_err() {
+                done = true;
+                return Some(Err(BodyAborted("an entry could not be encoded")));
+            }
+            last = Some(k);
+            if buf.len() >= CHUNK_BYTES {
+                break;
+            }
+        }
+        match last {
+            Some(k) => after = Some(k.clone()),
+            None => {
+                // Past the last entry: close the array.
+                done = true;
+                buf.push(b']');
+            }
+        }
+        Some(Ok(Bytes::from(buf)))
+    }))
 }

@@ -1,14 +1,17 @@
 //! Response compression, as Consul's HTTP server does it: answers of at least
 //! [`MIN_SIZE`] bytes to a request that accepts gzip are sent compressed, with
 //! `Content-Encoding: gzip`. `Vary: Accept-Encoding` is on every answer either way.
+//!
+//! Only answers built whole are compressed: a `?recurse` answer streamed chunk by chunk (over
+//! 1,024 entries, see `api_kv`) goes out plain, so that serving a huge tree never holds it in
+//! memory. A client must accept either (Consul's clients do: the header says which).
 
 use std::io::Write;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Full};
 
-use crate::reply::{set_header, Resp};
+use crate::reply::{set_header, Body, Resp};
 
 /// The smallest body compressed: Consul wraps its handlers in a gzip handler whose minimum is
 /// 1400 bytes (a real 1.14.11 agent sent a 185-byte answer plain and a 2.7 KB one compressed).
@@ -33,8 +36,8 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-/// Compresses `resp` when it is large enough and not already encoded.
-pub(crate) async fn compress(resp: Resp) -> Resp {
+/// Compresses `resp` when it is large enough, built whole and not already encoded.
+pub(crate) fn compress(resp: Resp) -> Resp {
     if resp.status() == StatusCode::NO_CONTENT
         || resp.status() == StatusCode::NOT_MODIFIED
         || resp.headers().contains_key(http::header::CONTENT_ENCODING)
@@ -42,14 +45,10 @@ pub(crate) async fn compress(resp: Resp) -> Resp {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    // A `Full` body is already in memory: collecting it cannot fail or wait.
-    let bytes = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(never) => match never {},
+    let bytes = match body {
+        Body::Full(Some(b)) if b.len() >= MIN_SIZE => b,
+        other => return Resp::from_parts(parts, other),
     };
-    if bytes.len() < MIN_SIZE {
-        return Resp::from_parts(parts, Full::new(bytes));
-    }
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(bytes.len() / 4),
         flate2::Compression::fast(),
@@ -57,10 +56,10 @@ pub(crate) async fn compress(resp: Resp) -> Resp {
     let packed = match enc.write_all(&bytes).and_then(|()| enc.finish()) {
         Ok(v) => v,
         // Writing into a Vec does not fail; should it, the plain answer is still correct.
-        Err(_) => return Resp::from_parts(parts, Full::new(bytes)),
+        Err(_) => return Resp::from_parts(parts, Body::from(bytes)),
     };
     parts.headers.remove(http::header::CONTENT_LENGTH);
-    let mut r = Resp::from_parts(parts, Full::new(Bytes::from(packed)));
+    let mut r = Resp::from_parts(parts, Body::from(Bytes::from(packed)));
     set_header(&mut r, "content-encoding", "gzip");
     r
 }
@@ -88,8 +87,9 @@ mod tests {
 
     #[tokio::test]
     async fn small_answers_stay_plain_large_ones_shrink() {
+        use http_body_util::BodyExt;
         let small = crate::reply::text(StatusCode::OK, "x".repeat(MIN_SIZE - 1));
-        let r = compress(small).await;
+        let r = compress(small);
         assert!(!r.headers().contains_key("content-encoding"));
 
         let json = format!(
@@ -97,7 +97,7 @@ mod tests {
             vec!["{\"Key\":\"k\",\"Value\":null}"; 200].join(",")
         );
         let big = crate::reply::text(StatusCode::OK, json.clone());
-        let r = compress(big).await;
+        let r = compress(big);
         assert_eq!(r.headers()["content-encoding"], "gzip");
         let packed = r.into_body().collect().await.unwrap().to_bytes();
         assert!(packed.len() * 4 < json.len());

@@ -2,14 +2,93 @@
 //! `X-Consul-*` meta of a read. Handlers and the router both build their answers here; this
 //! module depends on nothing else in the crate.
 
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 use serde::Serialize;
 
 /// A response.
-pub(crate) type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Body>;
+
+/// Makes the next chunk of a streamed body: `None` at the end, `Err` to abort the answer (the
+/// connection is then closed mid-body, which a client sees as a truncated answer).
+pub(crate) type NextChunk = Box<dyn FnMut() -> Option<Result<Bytes, BodyAborted>> + Send>;
+
+/// Why a streamed body was cut off.
+#[derive(Debug)]
+pub(crate) struct BodyAborted(pub(crate) &'static str);
+
+impl fmt::Display for BodyAborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BodyAborted {}
+
+/// A response body: one buffer (sent with `Content-Length`), or chunks made on demand (sent
+/// chunked), so that a huge answer is never held whole.
+pub(crate) enum Body {
+    Full(Option<Bytes>),
+    Chunks(NextChunk),
+}
+
+impl Body {
+    /// A body whose chunks `next` makes as the connection takes them.
+    pub(crate) fn chunks(next: NextChunk) -> Self {
+        Self::Chunks(next)
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Self::Full(Some(b))
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(b) => f
+                .debug_tuple("Full")
+                .field(&b.as_ref().map(Bytes::len))
+                .finish(),
+            Self::Chunks(_) => f.write_str("Chunks"),
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = BodyAborted;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyAborted>>> {
+        let next = match self.get_mut() {
+            Self::Full(b) => b.take().filter(|b| !b.is_empty()).map(Ok),
+            Self::Chunks(next) => next(),
+        };
+        Poll::Ready(next.map(|r| r.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Self::Full(b) if b.as_ref().is_none_or(Bytes::is_empty))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Self::Chunks(_) => SizeHint::default(),
+        }
+    }
+}
 
 pub(crate) fn set_header(r: &mut Resp, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
@@ -18,7 +97,7 @@ pub(crate) fn set_header(r: &mut Resp, name: &'static str, value: &str) {
 }
 
 pub(crate) fn raw(status: StatusCode, body: Bytes) -> Resp {
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
     r
 }

@@ -243,7 +243,7 @@ async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Res
     };
     set_header(&mut resp, "vary", "Accept-Encoding");
     if gzip {
-        resp = crate::gzip::compress(resp).await;
+        resp = crate::gzip::compress(resp);
     }
     resp
 }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http::{Method, StatusCode};
 
-use crate::reply::{empty, set_header, text, Resp};
+use crate::reply::{empty, set_header, text, Body, Resp};
 
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
@@ -41,7 +41,7 @@ pub(crate) fn serve(path: &str, method: &Method) -> Resp {
         "/ui/app.css" => (APP_CSS, "text/css; charset=utf-8"),
         _ => (INDEX_HTML, "text/html; charset=utf-8"),
     };
-    let mut r = http::Response::new(http_body_util::Full::new(if method == Method::HEAD {
+    let mut r = http::Response::new(Body::from(if method == Method::HEAD {
         Bytes::new()
     } else {
         Bytes::from_static(body.as_bytes())
@@ -58,7 +58,7 @@ pub(crate) fn serve(path: &str, method: &Method) -> Resp {
 /// answers (Go's `http.Redirect`: a short HTML body for GET and HEAD).
 pub(crate) fn redirect_to_ui(method: &Method) -> Resp {
     let mut r = if method == Method::GET {
-        let mut r = http::Response::new(http_body_util::Full::new(Bytes::from_static(
+        let mut r = http::Response::new(Body::from(Bytes::from_static(
             b"<a href=\"/ui/\">Moved Permanently</a>.\n\n",
         )));
         *r.status_mut() = StatusCode::MOVED_PERMANENTLY;

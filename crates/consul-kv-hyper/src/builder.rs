@@ -16,13 +16,16 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use proto::{KeyRules, RequestContext, Token};
 
-use crate::client::{HyperClient, Inner};
+use crate::client::{Base, HyperClient, Inner};
 use crate::connect::{Connector, Transport};
 use crate::error::{ConfigError, Error};
 use crate::retry::RetryPolicy;
 
 /// The address used when none is set: a local agent.
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8500";
+
+/// The default limit of a streamed read: 16 GiB.
+pub const DEFAULT_MAX_STREAM_BODY: u64 = 16 << 30;
 
 /// Settings that can come from either the caller or the environment.
 #[derive(Clone, Default)]
@@ -91,6 +94,7 @@ pub struct HyperClientBuilder {
     blocking_margin: Duration,
     max_body: usize,
     max_error_body: usize,
+    max_stream_body: u64,
     max_connections: usize,
     idle_timeout: Duration,
     retry: RetryPolicy,
@@ -109,6 +113,7 @@ impl Default for HyperClientBuilder {
             blocking_margin: Duration::from_secs(8),
             max_body: 64 << 20,
             max_error_body: 1 << 20,
+            max_stream_body: DEFAULT_MAX_STREAM_BODY,
             max_connections: 64,
             idle_timeout: Duration::from_secs(20),
             retry: RetryPolicy::default(),
@@ -219,6 +224,14 @@ impl HyperClientBuilder {
     /// The largest response body accepted for an error status (`>= 400`). Default 1 MiB.
     pub fn max_error_body(mut self, bytes: usize) -> Self {
         self.max_error_body = bytes;
+        self
+    }
+
+    /// The largest body a streamed read ([`HyperClient::stream`]) accepts in all, separate
+    /// from [`max_body`](Self::max_body): a stream holds one entry at a time, so its limit
+    /// bounds transfer, not memory. Default 16 GiB.
+    pub fn max_stream_body(mut self, bytes: u64) -> Self {
+        self.max_stream_body = bytes;
         self
     }
 
@@ -405,7 +418,7 @@ impl HyperClientBuilder {
             .build(connector);
         Ok(HyperClient::from_inner(Inner {
             client,
-            base: target.base,
+            base: Base::parse(&target.base)?,
             display: target.display,
             cx,
             timeout: self.timeout,
@@ -414,7 +427,8 @@ impl HyperClientBuilder {
             gzip: self.gzip,
             max_error_body: self.max_error_body,
             retry: self.retry,
-            admission: tokio::sync::Semaphore::new(self.max_connections.max(1)),
+            admission: Arc::new(tokio::sync::Semaphore::new(self.max_connections.max(1))),
+            max_stream_body: self.max_stream_body,
         }))
     }
 

@@ -22,7 +22,7 @@ use crate::watch::HyperWatch;
 /// The shared state behind every clone of a [`HyperClient`].
 pub(crate) struct Inner {
     pub(crate) client: Client<Connector, Full<Bytes>>,
-    pub(crate) base: String,
+    pub(crate) base: Base,
     pub(crate) display: String,
     pub(crate) cx: RequestContext,
     pub(crate) timeout: Duration,
@@ -33,7 +33,9 @@ pub(crate) struct Inner {
     pub(crate) max_error_body: usize,
     pub(crate) retry: RetryPolicy,
     /// Admission: at most `max_connections` requests in flight; the rest queue (FIFO).
-    pub(crate) admission: tokio::sync::Semaphore,
+    pub(crate) admission: Arc<tokio::sync::Semaphore>,
+    /// The byte limit of a streamed read ([`HyperClient::stream`]).
+    pub(crate) max_stream_body: u64,
 }
 
 /// A Consul HTTP client: one connection pool, shared by all clones.
@@ -143,6 +145,10 @@ impl HyperClient {
         }
     }
 
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// The defaults every request is built with: token, datacenter, namespace, partition.
     pub fn context(&self) -> &RequestContext {
         &self.inner.cx
@@ -230,43 +236,58 @@ impl HyperClient {
         op: &O,
         opts: &CallOptions,
     ) -> Result<O::Output, Error> {
-        let req = op.build(&self.inner.cx)?;
-        let target = RequestTarget::of(&req);
-        self.run(op, req, opts)
+        self.run(op, opts, false, |head| op.parse(head.into_response()))
             .await
-            .map_err(|e| e.with_request(target))
+            .map_err(|e| self.name_request(op, e))
     }
 
-    /// The attempts of one call, with retries; [`execute_with`](Self::execute_with) names the
-    /// request in the error.
-    async fn run<O: Operation>(
+    /// Names the request in a call's error. Done only on failure: the request is built again
+    /// (cheap, and rare) rather than every call keeping a copy of its method and path.
+    pub(crate) fn name_request<O: Operation>(&self, op: &O, e: Error) -> Error {
+        match op.build(&self.inner.cx) {
+            Ok(req) => e.with_request(RequestTarget::of(&req)),
+            Err(_) => e,
+        }
+    }
+
+    /// The retry loop shared by [`execute_with`](Self::execute_with) and streamed reads:
+    /// attempts until `finish` accepts a head, an error is final, or the policy gives up.
+    pub(crate) async fn run<O: Operation, T>(
         &self,
         op: &O,
-        req: Request<Bytes>,
         opts: &CallOptions,
-    ) -> Result<O::Output, Error> {
+        stream: bool,
+        mut finish: impl FnMut(Head) -> Result<T, proto::ResponseError>,
+    ) -> Result<T, Error> {
+        // Built once; a retry (rare) builds it again rather than every call cloning it.
+        let mut first = Some(op.build(&self.inner.cx)?);
+        let secret = first
+            .as_ref()
+            .and_then(|r| r.headers().get(TOKEN_HEADER).cloned());
         let safe = op.kind().is_safe_to_repeat();
         let deadline = opts.timeout.unwrap_or_else(|| self.deadline_for(op));
         let policy = opts.retry.as_ref().unwrap_or(&self.inner.retry);
         let started = Instant::now();
-        let budget_end = started
-            + policy.budget
-            + if op.blocking_wait().is_some() {
-                deadline
-            } else {
-                Duration::ZERO
-            };
-        let secret = token_of(&req);
-        // Seeded from the process-wide generator: concurrent calls draw different backoffs.
-        let mut rng = fastrand::Rng::new();
+        // Seeded (from the process-wide generator) only if a retry needs a backoff.
+        let mut rng: Option<fastrand::Rng> = None;
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let (err, retry_after) = match self.round_trip(&req, deadline, safe, attempt).await {
-                Ok(resp) => match op.parse(resp) {
+            let req = match first.take() {
+                Some(r) => r,
+                None => op.build(&self.inner.cx)?,
+            };
+            let spec = AttemptSpec {
+                deadline,
+                number: attempt,
+                safe,
+                stream,
+            };
+            let (err, retry_after) = match self.round_trip(op, req, spec).await {
+                Ok(head) => match finish(head) {
                     Ok(out) => return Ok(out),
                     Err(mut e) => {
-                        if let Some(s) = &secret {
+                        if let Some(s) = secret.as_ref().and_then(|v| v.to_str().ok()) {
                             e.redact(s);
                         }
                         let rejected = e.is_rejected_before_apply();
@@ -305,10 +326,17 @@ impl HyperClient {
                 tracing::debug!(attempt, "giving up: attempts exhausted");
                 return Err(err);
             }
-            let mut delay = policy.delay(attempt, &mut rng);
+            let mut delay = policy.delay(attempt, rng.get_or_insert_with(fastrand::Rng::new));
             if let Some(ra) = retry_after {
                 delay = delay.max(ra);
             }
+            let budget_end = started
+                + policy.budget
+                + if op.blocking_wait().is_some() {
+                    deadline
+                } else {
+                    Duration::ZERO
+                };
             if Instant::now() + delay > budget_end {
                 tracing::debug!(attempt, ?delay, "giving up: retry budget exhausted");
                 return Err(err);
@@ -332,143 +360,308 @@ impl HyperClient {
 
     /// One attempt, plus one immediate repeat on a new connection when a pooled connection
     /// turned out to be closed by the server (always when nothing was sent; for `safe`
-    /// operations also when it was sent but nothing came back).
-    pub(crate) async fn round_trip(
+    /// operations also when it was sent but nothing came back). The repeat rebuilds the
+    /// request from `op` (the first attempt consumed it).
+    async fn round_trip<O: Operation>(
         &self,
-        req: &Request<Bytes>,
-        deadline: Duration,
-        safe: bool,
-        attempt: u32,
-    ) -> Result<Response<Bytes>, Failure> {
-        match self.attempt(req, deadline, attempt).await {
-            Err(f) if f.is_stale_connection() && (f.sent == Sent::No || safe) => {
+        op: &O,
+        req: Request<Bytes>,
+        a: AttemptSpec,
+    ) -> Result<Head, Failure> {
+        match self.attempt(req, a).await {
+            Err(f) if f.is_stale_connection() && (f.sent == Sent::No || a.safe) => {
                 tracing::debug!(error = %f.error, "pooled connection was closed; repeating on a new one");
-                self.attempt(req, deadline, attempt).await
+                let req = op
+                    .build(&self.inner.cx)
+                    .map_err(|e| Failure::unsent(e.into()))?;
+                self.attempt(req, a).await
             }
             other => other,
         }
     }
 
+    /// One attempt: send `req` and read the answer under one deadline. With `a.stream`, a `200`
+    /// or `404` answer is returned with its body unread (the deadline then covers the head).
     pub(crate) async fn attempt(
         &self,
-        req: &Request<Bytes>,
-        deadline: Duration,
-        attempt: u32,
-    ) -> Result<Response<Bytes>, Failure> {
+        req: Request<Bytes>,
+        a: AttemptSpec,
+    ) -> Result<Head, Failure> {
         let inner = &*self.inner;
         let span = tracing::debug_span!(
             "consul_request",
             method = %req.method(),
             path = %req.uri().path(),
-            attempt,
+            attempt = a.number,
             status = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         );
+        let traced = !span.is_disabled();
+        let started = traced.then(Instant::now);
         let mut hreq = self.to_hyper(req).map_err(Failure::unsent)?;
-        if self.inner.gzip {
+        // A streamed read hands its body on undecoded, so only collected reads ask for gzip.
+        if inner.gzip && !a.stream {
             hreq.headers_mut().insert(
                 http::header::ACCEPT_ENCODING,
                 http::HeaderValue::from_static("gzip"),
             );
         }
-        let capture = capture_connection(&mut hreq);
-        let started = Instant::now();
-        let mut got_head = false;
-        let result = {
-            let got_head = &mut got_head;
-            let span2 = span.clone();
-            let fut = async move {
-                // Queue behind the requests in flight when the connection cap is reached.
-                let _admitted = inner
-                    .admission
-                    .acquire()
-                    .await
-                    .map_err(|e| Error::transport(TransportKind::Connect, e))?;
-                let resp = inner.client.request(hreq).await.map_err(|e| {
-                    let kind = if e.is_connect() {
-                        TransportKind::Connect
-                    } else {
-                        TransportKind::Request
-                    };
-                    Error::transport(kind, e)
-                })?;
-                *got_head = true;
-                span2.record("status", resp.status().as_u16());
-                let (parts, body) = resp.into_parts();
-                let limit = if parts.status.as_u16() >= 400 {
-                    inner.max_error_body
-                } else {
-                    inner.max_body
-                };
-                let bytes = read_limited(body, limit).await?;
-                let (parts, bytes) = crate::gzip::decode_response(parts, bytes, limit)?;
-                Ok::<_, Error>(Response::from_parts(parts, bytes))
-            };
-            tokio::time::timeout(deadline, fut)
-                .instrument(span.clone())
+        // Only a write needs to know, after a timeout, whether its connection had sent
+        // anything (to tell "not applied" from "outcome unknown"). A read's failures carry
+        // their connection in the error itself (`connect_info`), and a success carries it in
+        // the response's extensions, so reads pay for no capture.
+        let capture = (!a.safe).then(|| capture_connection(&mut hreq));
+        let mut progress = Progress::Queued;
+        let fut = async {
+            // Queue behind the requests in flight when the connection cap is reached.
+            let permit = Arc::clone(&inner.admission)
+                .acquire_owned()
                 .await
-                .unwrap_or(Err(Error::timeout(deadline)))
-        };
-        let elapsed = started.elapsed();
-        span.record("elapsed_ms", elapsed.as_millis() as u64);
-        let stats = {
-            let meta = capture.connection_metadata();
-            meta.as_ref().and_then(|c| {
-                let mut ext = http::Extensions::new();
-                c.get_extras(&mut ext);
-                ext.remove::<StatsHandle>()
-            })
-        };
-        let error = match result {
-            Ok(resp) => {
-                if let Some(s) = &stats {
-                    s.0.complete();
-                }
-                span.in_scope(|| tracing::debug!("response"));
-                return Ok(resp);
+                .map_err(|e| (Error::transport(TransportKind::Connect, e), None))?;
+            progress = Progress::Sending;
+            let mut resp = inner.client.request(hreq).await.map_err(|e| {
+                let stats = e.connect_info().and_then(|c| {
+                    // The connection cannot be trusted any more: keep it out of the pool.
+                    c.poison();
+                    stats_of(c)
+                });
+                let kind = if e.is_connect() {
+                    TransportKind::Connect
+                } else {
+                    TransportKind::Request
+                };
+                (Error::transport(kind, e), stats)
+            })?;
+            progress = Progress::Head;
+            let stats = resp.extensions_mut().remove::<StatsHandle>();
+            if traced {
+                span.record("status", resp.status().as_u16());
             }
-            Err(e) => e,
+            let (parts, body) = resp.into_parts();
+            let status = parts.status.as_u16();
+            if a.stream && matches!(status, 200 | 404) {
+                return Ok(Head {
+                    parts,
+                    body: HeadBody::Open(Open {
+                        body,
+                        _permit: permit,
+                        stats,
+                    }),
+                });
+            }
+            let limit = if status >= 400 {
+                inner.max_error_body
+            } else {
+                inner.max_body
+            };
+            let read = match read_limited(body, limit).await {
+                Ok(bytes) => crate::gzip::decode_response(parts, bytes, limit),
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok((parts, bytes)) => {
+                    drop(permit);
+                    if let Some(s) = &stats {
+                        s.0.complete();
+                    }
+                    Ok(Head {
+                        parts,
+                        body: HeadBody::Collected(bytes),
+                    })
+                }
+                Err(e) => {
+                    if let Some(s) = &stats {
+                        s.0.doom();
+                    }
+                    Err((e, stats))
+                }
+            }
         };
-        if let Some(c) = capture.connection_metadata().as_ref() {
-            // The connection cannot be trusted any more: keep it out of the pool.
+        let result = if traced {
+            tokio::time::timeout(a.deadline, fut.instrument(span.clone())).await
+        } else {
+            tokio::time::timeout(a.deadline, fut).await
+        };
+        let (error, stats) = match result {
+            Ok(Ok(head)) => {
+                if let Some(t) = started {
+                    span.record("elapsed_ms", t.elapsed().as_millis() as u64);
+                    span.in_scope(|| tracing::debug!("response"));
+                }
+                return Ok(head);
+            }
+            Ok(Err(e)) => e,
+            Err(_) => (Error::timeout(a.deadline), None),
+        };
+        // A write's connection, when the error did not carry it.
+        let stats = stats.or_else(|| {
+            let c = capture?;
+            let meta = c.connection_metadata();
+            let c = meta.as_ref()?;
             c.poison();
-        }
+            stats_of(c)
+        });
         let trace = stats.map(|s| s.0.trace());
         let sent = match (&error, trace) {
             (Error::Transport { error: t, .. }, _) if t.is_connect() => Sent::No,
-            (_, None) => Sent::No,
+            _ if progress == Progress::Queued => Sent::No,
             (_, Some(t)) if t.nothing_sent => Sent::No,
-            _ if got_head => Sent::Yes,
+            _ if progress == Progress::Head => Sent::Yes,
+            // No connection was found: a write's capture saw none, so it never got one.
+            (_, None) if !a.safe => Sent::No,
             _ => Sent::Maybe,
         };
-        span.in_scope(|| tracing::debug!(error = %error, ?sent, ?trace, "request failed"));
+        if traced {
+            if let Some(t) = started {
+                span.record("elapsed_ms", t.elapsed().as_millis() as u64);
+            }
+            span.in_scope(|| tracing::debug!(error = %error, ?sent, ?trace, "request failed"));
+        }
         Err(Failure { error, sent, trace })
     }
 
-    fn to_hyper(&self, req: &Request<Bytes>) -> Result<Request<Full<Bytes>>, Error> {
-        let pq = req
-            .uri()
-            .path_and_query()
-            .map(|pq| pq.as_str())
-            .unwrap_or("/");
-        let uri: http::Uri =
-            format!("{}{}", self.inner.base, pq)
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| {
-                    Error::Build(proto::BuildError::Http(http::Error::from(e)))
-                })?;
-        let mut out = Request::new(Full::new(req.body().clone()));
-        *out.method_mut() = req.method().clone();
-        *out.uri_mut() = uri;
-        *out.headers_mut() = req.headers().clone();
-        Ok(out)
+    /// The proto request, moved into a hyper request: the path and query are kept as they
+    /// are, the scheme and authority (parsed once, in the builder) are put in front, and the
+    /// `Host` header is the one computed once.
+    fn to_hyper(&self, req: Request<Bytes>) -> Result<Request<Full<Bytes>>, Error> {
+        let (mut parts, body) = req.into_parts();
+        let pq = std::mem::take(&mut parts.uri).into_parts().path_and_query;
+        parts.uri = self.inner.base.uri(pq)?;
+        parts
+            .headers
+            .entry(http::header::HOST)
+            .or_insert_with(|| self.inner.base.host.clone());
+        Ok(Request::from_parts(parts, Full::new(body)))
     }
 }
+
+/// The per-connection counters a connection's `Connected` info carries.
+fn stats_of(c: &hyper_util::client::legacy::connect::Connected) -> Option<StatsHandle> {
+    let mut ext = http::Extensions::new();
+    c.get_extras(&mut ext);
+    ext.remove::<StatsHandle>()
+}
+
+/// How far an attempt got, for deciding whether its request can have reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Waiting for admission (the connection cap): nothing sent.
+    Queued,
+    /// Handed to the connection pool: connecting, writing, or waiting for the head.
+    Sending,
+    /// The response head arrived.
+    Head,
+}
+
+/// What one attempt is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttemptSpec {
+    pub(crate) deadline: Duration,
+    pub(crate) number: u32,
+    /// A read or idempotent write.
+    pub(crate) safe: bool,
+    /// Return a `200`/`404` body unread.
+    pub(crate) stream: bool,
+}
+
+/// A response head, with its body collected or still open.
+pub(crate) struct Head {
+    pub(crate) parts: http::response::Parts,
+    pub(crate) body: HeadBody,
+}
+
+pub(crate) enum HeadBody {
+    Collected(Bytes),
+    Open(Open),
+}
+
+/// A body still to be read, with the admission permit and the connection's counters.
+pub(crate) struct Open {
+    pub(crate) body: hyper::body::Incoming,
+    /// Held until the body is read or dropped.
+    pub(crate) _permit: tokio::sync::OwnedSemaphorePermit,
+    pub(crate) stats: Option<StatsHandle>,
+}
+
+impl Head {
+    /// The response with its collected body (an open body, which only a streamed read gets,
+    /// reads as empty here).
+    pub(crate) fn into_response(self) -> Response<Bytes> {
+        let body = match self.body {
+            HeadBody::Collected(b) => b,
+            HeadBody::Open(_) => Bytes::new(),
+        };
+        Response::from_parts(self.parts, body)
+    }
+}
+
+/// The scheme, authority and path prefix of the agent, parsed once per client, and the
+/// `Host` header every request carries.
+#[derive(Debug, Clone)]
+pub(crate) struct Base {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// A path prefix (agents behind a reverse proxy), without a trailing `/`; usually empty.
+    prefix: String,
+    host: http::HeaderValue,
+}
+
+impl Base {
+    /// Parses `scheme://authority[/prefix]`.
+    pub(crate) fn parse(base: &str) -> Result<Self, Error> {
+        let bad = || crate::error::ConfigError::new(format!("invalid address {base:?}"));
+        let uri: http::Uri = base.parse().map_err(|_| bad())?;
+        let parts = uri.into_parts();
+        let scheme = parts.scheme.ok_or_else(bad)?;
+        let authority = parts.authority.ok_or_else(bad)?;
+        let prefix = parts
+            .path_and_query
+            .map(|pq| pq.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        // What hyper-util would write per request: the host, and the port unless it is the
+        // scheme's default.
+        let secure = scheme == http::uri::Scheme::HTTPS;
+        let host = match authority.port_u16() {
+            Some(443) if secure => authority.host().to_owned(),
+            Some(80) if !secure => authority.host().to_owned(),
+            Some(p) => format!("{}:{p}", authority.host()),
+            None => authority.host().to_owned(),
+        };
+        let host = http::HeaderValue::from_str(&host).map_err(|_| bad())?;
+        Ok(Self {
+            scheme,
+            authority,
+            prefix,
+            host,
+        })
+    }
+
+    /// The absolute URI of a request whose path and query are `pq`.
+    fn uri(&self, pq: Option<http::uri::PathAndQuery>) -> Result<http::Uri, Error> {
+        let pq = match pq {
+            Some(pq) if self.prefix.is_empty() => pq,
+            pq => {
+                let joined = format!("{}{}", self.prefix, pq.as_ref().map_or("/", |p| p.as_str()));
+                http::uri::PathAndQuery::try_from(joined)
+                    .map_err(|e| Error::Build(proto::BuildError::Http(http::Error::from(e))))?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        http::Uri::from_parts(parts)
+            .map_err(|e| Error::Build(proto::BuildError::Http(http::Error::from(e))))
+    }
+}
+
+/// The header the ACL token travels in.
+const TOKEN_HEADER: &str = "x-consul-token";
 
 /// The token a request carries, to redact it from server messages.
 pub(crate) fn token_of(req: &Request<Bytes>) -> Option<String> {
     req.headers()
-        .get("x-consul-token")
+        .get(TOKEN_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
 }

@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 #[cfg(unix)]
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -263,6 +263,9 @@ pub(crate) struct ConnStats {
     req_written: AtomicU64,
     /// Bytes read since the latest request started.
     req_read: AtomicU64,
+    /// The client gave up on a response of this connection (its body was too large or broke
+    /// off): the connection must not carry another request, even if hyper found it reusable.
+    doomed: AtomicBool,
 }
 
 /// What a failed request's connection says about it.
@@ -292,6 +295,15 @@ impl ConnStats {
     /// Records that a request's whole response was read.
     pub(crate) fn complete(&self) {
         self.completed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Refuses any further request on this connection: its next write fails with nothing sent
+    /// (so the request is repeated on a new connection) and the connection is dropped.
+    ///
+    /// Reads do not capture their connection up front (that costs every request); when one
+    /// fails after its head arrived, this is how its connection is kept from serving again.
+    pub(crate) fn doom(&self) {
+        self.doomed.store(true, Ordering::SeqCst);
     }
 }
 
@@ -326,6 +338,12 @@ impl Tracked {
             self.stats.req_written.store(0, Ordering::SeqCst);
             self.stats.req_read.store(0, Ordering::SeqCst);
             let n = self.stats.started.fetch_add(1, Ordering::SeqCst) + 1;
+            if self.stats.doomed.load(Ordering::SeqCst) {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the connection was dropped after a failed response",
+                ));
+            }
             if n > 1 {
                 self.inner.idle_check()?;
             }

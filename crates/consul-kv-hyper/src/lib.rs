@@ -56,7 +56,8 @@
 //! # }
 //! ```
 //!
-//! Blocking queries that yield each change: [`HyperClient::watch`]. Per-call deadlines and
+//! Trees larger than the body limit, entry by entry as the body arrives:
+//! [`HyperClient::stream`]. Blocking queries that yield each change: [`HyperClient::watch`]. Per-call deadlines and
 //! retry policies: [`HyperClient::execute_with`].
 //!
 //! # Cargo features
@@ -75,12 +76,14 @@ mod connect;
 mod error;
 mod gzip;
 mod retry;
+mod stream;
 #[cfg(feature = "rustls")]
 mod tls;
 mod watch;
 
-pub use builder::{HyperClientBuilder, DEFAULT_ADDRESS};
+pub use builder::{HyperClientBuilder, DEFAULT_ADDRESS, DEFAULT_MAX_STREAM_BODY};
 pub use client::{CallOptions, HyperClient};
 pub use error::{ConfigError, Error, RequestTarget, TransportError};
 pub use retry::RetryPolicy;
+pub use stream::ListStream;
 pub use watch::{HyperWatch, WatchStep};

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use proto::{Blocking, Index, Indexed, QueryMeta, WatchMachine, WatchOptions};
 
-use crate::client::{token_of, HyperClient};
+use crate::client::{token_of, AttemptSpec, HyperClient};
 use crate::error::{Error, RequestTarget};
 
 /// A blocking-query loop that yields each change of a value. Created by
@@ -126,7 +126,19 @@ where
         // No transparent repeat on a new connection here: a pooled connection that died may
         // mean the server restarted, and the index we hold may be from before the restart
         // (blocking on it would wait out the whole `wait`). The watch machine re-reads instead.
-        let result = self.client.attempt(&req, deadline, 1).await;
+        // A watch call blocks for its `wait`: naming it up front costs nothing that matters.
+        let target = RequestTarget::of(&req);
+        let spec = AttemptSpec {
+            deadline,
+            number: 1,
+            safe: true,
+            stream: false,
+        };
+        let result = self
+            .client
+            .attempt(req, spec)
+            .await
+            .map(|head| head.into_response());
         self.in_flight = false;
         let now = Instant::now();
         match result {
@@ -148,9 +160,7 @@ where
                         e.redact(t);
                     }
                     if !e.is_retryable() {
-                        return WatchStep::Failed(
-                            Error::from(e).with_request(RequestTarget::of(&req)),
-                        );
+                        return WatchStep::Failed(Error::from(e).with_request(target));
                     }
                     tracing::debug!(error = %e, "watch: retrying after backoff");
                     WatchStep::Retrying(Error::from(e))
@@ -159,7 +169,7 @@ where
             Err(f) => {
                 self.watch.handle_failure(now);
                 if !f.error.is_retryable() {
-                    return WatchStep::Failed(f.error.with_request(RequestTarget::of(&req)));
+                    return WatchStep::Failed(f.error.with_request(target));
                 }
                 tracing::debug!(error = %f.error, "watch: retrying after backoff");
                 WatchStep::Retrying(f.error)

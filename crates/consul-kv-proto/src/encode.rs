@@ -53,14 +53,24 @@ fn push_escaped(out: &mut String, b: u8) {
 /// ```
 pub fn encode_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len() + 8);
-    for &b in key.as_bytes() {
+    push_key(&mut out, key);
+    out
+}
+
+/// Appends `key`, encoded as [`encode_key`] does, to `out`.
+pub(crate) fn push_key(out: &mut String, key: &str) {
+    let bytes = key.as_bytes();
+    if bytes.iter().all(|&b| path_literal(b)) {
+        out.push_str(key);
+        return;
+    }
+    for &b in bytes {
         if path_literal(b) {
             out.push(char::from(b));
         } else {
-            push_escaped(&mut out, b);
+            push_escaped(out, b);
         }
     }
-    out
 }
 
 /// Percent-encodes one path segment: like [`encode_key`], but `/` is escaped too.
@@ -296,6 +306,8 @@ pub(crate) fn check_key(key: &str, usage: KeyUse, rules: KeyRules) -> Result<(),
 #[derive(Debug, Default)]
 pub(crate) struct Query {
     buf: String,
+    /// Where the query starts in `buf` (after a path given to [`Query::after`]).
+    start: usize,
 }
 
 impl Query {
@@ -303,8 +315,21 @@ impl Query {
         Self::default()
     }
 
+    /// A query written straight after `path`, in the same buffer: [`finish`](Self::finish)
+    /// then returns the whole path and query, with no second allocation.
+    pub(crate) fn after(path: String) -> Self {
+        Self {
+            start: path.len(),
+            buf: path,
+        }
+    }
+
     fn sep(&mut self) {
-        self.buf.push(if self.buf.is_empty() { '?' } else { '&' });
+        self.buf.push(if self.buf.len() == self.start {
+            '?'
+        } else {
+            '&'
+        });
     }
 
     /// A flag that Consul tests by presence only (`recurse`, `keys`, `raw`, `stale`, …).

@@ -442,7 +442,9 @@ impl ResponseError {
         }
     }
 
-    pub(crate) fn unexpected(detail: impl Into<String>) -> Self {
+    /// An [`UnexpectedBody`](Self::UnexpectedBody) error, for executors that find an answer
+    /// they cannot use (for example a streamed read whose answer cannot be streamed).
+    pub fn unexpected(detail: impl Into<String>) -> Self {
         Self::UnexpectedBody {
             detail: ErrorDetail::new(detail),
         }

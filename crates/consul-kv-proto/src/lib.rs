@@ -74,6 +74,8 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
+//! - [`stream`]: list answers decoded entry by entry as the body arrives, for trees of any
+//!   size.
 //! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
 //!   does.
 //! - [`batch`]: splitting many operations into transactions within Consul's limits.
@@ -91,6 +93,7 @@ pub use http;
 pub mod batch;
 pub mod duration;
 mod encode;
+mod entries;
 mod error;
 pub mod export;
 pub mod kv;
@@ -98,6 +101,7 @@ mod meta;
 mod op;
 mod options;
 pub mod session;
+pub mod stream;
 mod token;
 pub mod txn;
 mod value;

@@ -95,33 +95,53 @@ impl QueryMeta {
     /// [`ResponseError::MissingHeader`] without `X-Consul-Index`, and
     /// [`ResponseError::InvalidHeader`] when any meta header holds a malformed value.
     pub fn from_headers(headers: &HeaderMap) -> Result<Self, ResponseError> {
-        let index = header_str(headers, "x-consul-index", "X-Consul-Index")?.ok_or(
-            ResponseError::MissingHeader {
-                name: "X-Consul-Index",
-            },
-        )?;
+        // One pass over the headers (names are stored lowercase), keeping each meta header's
+        // first value as `HeaderMap::get` would: six lookups by name cost far more.
+        let mut found: [Option<&http::HeaderValue>; 6] = [None; 6];
+        for (name, value) in headers {
+            let Some(rest) = name.as_str().strip_prefix("x-consul-") else {
+                continue;
+            };
+            let slot = match rest {
+                "index" => 0,
+                "knownleader" => 1,
+                "lastcontact" => 2,
+                "results-filtered-by-acls" => 3,
+                "effective-consistency" => 4,
+                "default-acl-policy" => 5,
+                _ => continue,
+            };
+            found[slot].get_or_insert(value);
+        }
+        let text = |slot: usize, display: &'static str| -> Result<Option<&str>, ResponseError> {
+            match found[slot] {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .map(Some)
+                    .map_err(|_| invalid(display, "not visible ASCII")),
+            }
+        };
+        let index = text(0, "X-Consul-Index")?.ok_or(ResponseError::MissingHeader {
+            name: "X-Consul-Index",
+        })?;
         let last_index = Index::from_header_value(index)
             .ok_or_else(|| invalid("X-Consul-Index", "not an unsigned 64-bit integer"))?;
-        let known_leader =
-            match header_str(headers, "x-consul-knownleader", "X-Consul-KnownLeader")? {
-                None => false,
-                Some(v) => parse_bool(v)
-                    .ok_or_else(|| invalid("X-Consul-KnownLeader", "not true or false"))?,
-            };
-        let last_contact =
-            match header_str(headers, "x-consul-lastcontact", "X-Consul-LastContact")? {
-                None => Duration::ZERO,
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .map(Duration::from_millis)
-                    .map_err(|_| invalid("X-Consul-LastContact", "not a number of milliseconds"))?,
-            };
-        let filtered = match header_str(
-            headers,
-            "x-consul-results-filtered-by-acls",
-            "X-Consul-Results-Filtered-By-ACLs",
-        )? {
+        let known_leader = match text(1, "X-Consul-KnownLeader")? {
+            None => false,
+            Some(v) => {
+                parse_bool(v).ok_or_else(|| invalid("X-Consul-KnownLeader", "not true or false"))?
+            }
+        };
+        let last_contact = match text(2, "X-Consul-LastContact")? {
+            None => Duration::ZERO,
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| invalid("X-Consul-LastContact", "not a number of milliseconds"))?,
+        };
+        let filtered = match text(3, "X-Consul-Results-Filtered-By-ACLs")? {
             None => false,
             Some(v) => parse_bool(v)
                 .ok_or_else(|| invalid("X-Consul-Results-Filtered-By-ACLs", "not true or false"))?,
@@ -130,18 +150,8 @@ impl QueryMeta {
             last_index,
             known_leader,
             last_contact,
-            effective_consistency: header_str(
-                headers,
-                "x-consul-effective-consistency",
-                "X-Consul-Effective-Consistency",
-            )?
-            .map(str::to_owned),
-            default_acl_policy: header_str(
-                headers,
-                "x-consul-default-acl-policy",
-                "X-Consul-Default-ACL-Policy",
-            )?
-            .map(str::to_owned),
+            effective_consistency: text(4, "X-Consul-Effective-Consistency")?.map(str::to_owned),
+            default_acl_policy: text(5, "X-Consul-Default-ACL-Policy")?.map(str::to_owned),
             results_filtered_by_acls: filtered,
         })
     }
@@ -159,20 +169,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         "true" => Some(true),
         "false" => Some(false),
         _ => None,
-    }
-}
-
-fn header_str<'a>(
-    headers: &'a HeaderMap,
-    lower: &'static str,
-    display: &'static str,
-) -> Result<Option<&'a str>, ResponseError> {
-    match headers.get(lower) {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(Some)
-            .map_err(|_| invalid(display, "not visible ASCII")),
     }
 }
 

@@ -176,6 +176,9 @@ impl ClientBuilder {
         fn max_body(bytes: usize);
         /// The largest error body read (default 1 MiB).
         fn max_error_body(bytes: usize);
+        /// The byte limit of [`Kv::items_stream`](crate::Kv::items_stream), separate from
+        /// `max_body` (default 16 GiB).
+        fn max_stream_body(bytes: u64);
         /// The cap on open connections to the agent (default 64, under Consul's 200 per IP).
         fn max_connections_per_host(n: usize);
         /// How long an idle pooled connection is kept (default 20 s).

@@ -122,6 +122,14 @@ impl Kv {
         )
     }
 
+    /// Every key and value under a byte prefix, as a [`Stream`](futures_core::Stream) that
+    /// yields each entry as the answer arrives: for trees too large to hold in memory, or
+    /// larger than the body limit [`items`](Self::items) enforces. See [`ItemsStream`](crate::ItemsStream).
+    pub fn items_stream(&self, prefix: impl Into<String>) -> crate::ItemsStream {
+        let op = op::ListItems::new(prefix).with_options(self.scope.read_options());
+        crate::ItemsStream::new(self.client.exec.stream(op))
+    }
+
     /// The key names under a byte prefix (`?keys`), with the meta. With
     /// [`separator`](KeysRequest::separator) the names stop after the separator, like folders.
     pub fn keys(&self, prefix: impl Into<String>) -> KeysRequest {

@@ -21,6 +21,10 @@ pub(super) struct Sizes {
     pub(super) watchers: usize,
     pub(super) rounds: usize,
     pub(super) micro_seconds: f64,
+    /// Entries of the huge tree read through `items_stream()` (`consul-kv-bench tree`).
+    pub(super) tree_keys: usize,
+    /// Reads of each kind over the huge tree.
+    pub(super) tree_rounds: usize,
     pub(super) timeout: Duration,
 }
 
@@ -39,6 +43,8 @@ impl Sizes {
             watchers: 1_000,
             rounds: 5,
             micro_seconds: 2.0,
+            tree_keys: 1_000_000,
+            tree_rounds: 3,
             timeout: Duration::from_secs(180),
         }
     }
@@ -57,6 +63,8 @@ impl Sizes {
             watchers: 50,
             rounds: 2,
             micro_seconds: 0.2,
+            tree_keys: 5_000,
+            tree_rounds: 1,
             timeout: Duration::from_secs(60),
         }
     }

@@ -45,7 +45,7 @@ use cases::{cases, Sizes};
 use machine::Machine;
 use readme::readme_from_report;
 use report::Report;
-use run::{capture, median_run, run_one, Micro, Record, Servers};
+use run::{capture, median_run, parse_line, run_one, Alloc, Micro, Record, Servers};
 
 const HELP: &str = "\
 cargo xtask bench [--quick] [--no-peers] [--update-readme]
@@ -170,6 +170,47 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
     raw.push_str(&micro_out);
     drop(servers);
 
+    eprintln!("bench: allocations per parse");
+    let allocs_out = capture(
+        Command::new(bench_bin.with_file_name("consul-kv-bench-allocs")).args([
+            "--keys",
+            &sizes.keys.to_string(),
+            "--value-size",
+            &sizes.value_size.to_string(),
+        ]),
+        Duration::from_secs(300),
+    )?;
+    let allocs: Vec<Alloc> = allocs_out.lines().filter_map(Alloc::parse).collect();
+    raw.push_str(&allocs_out);
+
+    eprintln!(
+        "bench: a tree of {} keys through items_stream() (its own devserver)",
+        sizes.tree_keys
+    );
+    let tree = match capture(
+        Command::new(&bench_bin).args([
+            "tree",
+            "--keys",
+            &sizes.tree_keys.to_string(),
+            "--value-size",
+            "100",
+            "--rounds",
+            &sizes.tree_rounds.to_string(),
+        ]),
+        Duration::from_secs(1800),
+    ) {
+        Ok(out) => {
+            raw.push_str(&out);
+            out.lines()
+                .map(parse_line)
+                .find(|j| j.get("stream_all").is_some())
+        }
+        Err(e) => {
+            skipped.push(format!("the huge-tree read failed: {e}"));
+            None
+        }
+    };
+
     let machine = Machine::read(root, &contenders);
     let report = Report {
         command,
@@ -178,6 +219,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         contenders,
         records,
         micro,
+        allocs,
+        tree,
         skipped,
         machine,
         elapsed: started.elapsed(),

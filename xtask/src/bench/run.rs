@@ -290,6 +290,29 @@ impl Micro {
     }
 }
 
+/// One line of `consul-kv-bench-allocs`: allocations of one parse.
+#[derive(Debug, Clone)]
+pub(super) struct Alloc {
+    pub(super) name: String,
+    pub(super) implementation: String,
+    pub(super) entries: u64,
+    pub(super) allocs: u64,
+    pub(super) bytes: u64,
+}
+
+impl Alloc {
+    pub(super) fn parse(line: &str) -> Option<Self> {
+        let j = parse_line(line);
+        Some(Self {
+            name: j.get("allocs")?.as_str()?.to_owned(),
+            implementation: j.get("impl")?.as_str()?.to_owned(),
+            entries: j.get("entries")?.as_u64()?,
+            allocs: j.get("allocs_per_op")?.as_u64()?,
+            bytes: j.get("bytes_per_op")?.as_u64()?,
+        })
+    }
+}
+
 /// One JSON result line; anything malformed reads as `null` (the run is then reported as
 /// failed with the line it printed).
 pub(super) fn parse_line(line: &str) -> Value {

@@ -296,6 +296,28 @@ impl Dc {
         (if lindex != 0 { lindex } else { table }, entries)
     }
 
+    /// The KV tables' index: it changes with every KV write, so a reader that sees the same
+    /// value twice saw the same tree (a streamed list checks it between chunks).
+    pub(crate) fn kv_tables_index(&self) -> u64 {
+        self.kvs_max()
+    }
+
+    /// The entries under `prefix` after the key `after` (from the first with `None`), in key
+    /// order: the next chunk of a streamed list.
+    pub(crate) fn list_after<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a String, &'a Entry)> {
+        let from = match after {
+            Some(k) => std::ops::Bound::Excluded(k),
+            None => std::ops::Bound::Included(prefix),
+        };
+        self.kvs
+            .range::<str, _>((from, std::ops::Bound::Unbounded))
+            .take_while(move |(k, _)| k.starts_with(prefix))
+    }
+
     /// Whether a lock-delay is in force on `key`.
     pub(crate) fn lock_delay_active(&self, key: &str, now: Instant) -> bool {
         self.lock_delays.get(key).is_some_and(|t| *t > now)

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::encode::{check_key, encode_key, KeyUse, Query};
+use crate::encode::{check_key, KeyUse, Query};
 use crate::error::{BuildError, ErrorDetail, ResponseError};
 use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
@@ -268,8 +268,12 @@ impl From<WriteOutcome> for bool {
     }
 }
 
+/// `/v1/kv/<encoded key>`, with room for a short query.
 fn kv_path(key: &str) -> String {
-    format!("/v1/kv/{}", encode_key(key))
+    let mut path = String::with_capacity(7 + key.len() + 32);
+    path.push_str("/v1/kv/");
+    crate::encode::push_key(&mut path, key);
+    path
 }
 
 fn read_request(
@@ -280,7 +284,7 @@ fn read_request(
     mode: &[(&str, Option<&str>)],
 ) -> Result<Request<Bytes>, BuildError> {
     check_key(key, usage, cx.key_rules)?;
-    let mut q = Query::new();
+    let mut q = Query::after(kv_path(key));
     for (name, value) in mode {
         match value {
             None => q.flag(name),
@@ -288,12 +292,7 @@ fn read_request(
         };
     }
     opts.write_query(cx, &mut q)?;
-    request(
-        Method::GET,
-        kv_path(key) + &q.finish(),
-        opts.common.token(cx),
-        None,
-    )
+    request(Method::GET, q.finish(), opts.common.token(cx), None)
 }
 
 /// Parses meta and maps `404` to `None`.
@@ -303,9 +302,9 @@ fn read_response(resp: &Response<Bytes>) -> Result<(QueryMeta, bool), ResponseEr
     Ok((meta, resp.status() == StatusCode::NOT_FOUND))
 }
 
+/// One pass, straight into [`KvPair`]s; the values share one buffer (see `entries.rs`).
 fn parse_entries(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
-    let wire: Vec<WireEntry<'_>> = parse_json(body)?;
-    wire.into_iter().map(KvPair::from_wire).collect()
+    crate::entries::parse_list(body)
 }
 
 macro_rules! read_options_methods {

@@ -99,7 +99,7 @@ impl Operation for Set {
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
         check_key(&self.key, KeyUse::Single, cx.key_rules)?;
-        let mut q = Query::new();
+        let mut q = Query::after(kv_path(&self.key));
         if self.flags != 0 {
             q.num("flags", self.flags);
         }
@@ -118,7 +118,7 @@ impl Operation for Set {
         self.opts.write_query(cx, &mut q)?;
         request(
             Method::PUT,
-            kv_path(&self.key) + &q.finish(),
+            q.finish(),
             self.opts.token(cx),
             Some((self.value.clone(), "application/octet-stream")),
         )
@@ -201,7 +201,7 @@ impl Operation for Delete {
     type Output = WriteOutcome;
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
-        let mut q = Query::new();
+        let mut q = Query::after(kv_path(&self.key));
         match self.mode {
             DeleteMode::Key => check_key(&self.key, KeyUse::Single, cx.key_rules)?,
             DeleteMode::Tree => {
@@ -214,12 +214,7 @@ impl Operation for Delete {
             }
         }
         self.opts.write_query(cx, &mut q)?;
-        request(
-            Method::DELETE,
-            kv_path(&self.key) + &q.finish(),
-            self.opts.token(cx),
-            None,
-        )
+        request(Method::DELETE, q.finish(), self.opts.token(cx), None)
     }
 
     fn parse(&self, resp: Response<Bytes>) -> Result<Self::Output, ResponseError> {
