@@ -122,8 +122,13 @@
 //!   tripped, as there is no declared length to quote.
 //! - **Lock-delays and TTL timers** use the server's monotonic clock;
 //!   [`DevServerBuilder::session_ttl_scale`] shortens TTL expiry for tests (devserver only).
-//! - **Tombstones** are reaped only by [`DevServerHandle::reap_tombstones`] (one index, as a
-//!   Raft write would), never on a timer.
+//! - **Tombstones** are reaped on a timer like Consul's tombstone GC: those older than
+//!   [`DevServerBuilder::tombstone_ttl`] (15 min by default, as Consul's `tombstone_ttl`),
+//!   checked every `ttl/16` (Consul reaps in 30 s granules), one index per reap;
+//!   [`DevServerHandle::reap_tombstones`] reaps all of them at once.
+//! - **`--data`** is a write-ahead log with group commit (see [`DevServerBuilder::data_file`]):
+//!   every acknowledged write survives a `SIGKILL`; all datacenters, sessions and indexes are
+//!   kept. Consul persists through Raft; the devserver's file format is its own.
 //! - **Not implemented:** gzip (the `Vary: Accept-Encoding` header is sent), the catalog,
 //!   health and other endpoints (they answer Consul's `404 Invalid URL path` text),
 //!   `?filter`, namespaces and partitions (rejected with Consul CE's `400`).
@@ -143,16 +148,22 @@ mod api_session;
 mod api_txn;
 mod blocking;
 mod export;
+mod gc;
 mod go;
+mod logs;
 mod rng;
 mod server;
 mod state;
+mod wal;
 mod web;
+
+pub use wal::Recovery;
 
 use server::{Config, Shared};
 
-/// The Consul version whose behaviour the devserver follows; `/v1/agent/self` reports it.
-pub const CONSUL_VERSION: &str = "1.21.4";
+/// The Consul version whose behaviour the devserver reproduces (its conformance suite runs
+/// against a real agent of this version); `/v1/agent/self` reports it.
+pub const CONSUL_VERSION: &str = "1.14.11";
 
 /// Consul's default `kv_max_value_size` (512 KiB).
 pub const DEFAULT_KV_MAX_VALUE_SIZE: usize = 512 * 1024;
@@ -254,7 +265,11 @@ pub struct DevServerBuilder {
     kv_max_value_size: usize,
     legacy_missing_key_wakeups: bool,
     leader_hold: Duration,
+    tombstone_ttl: Option<Duration>,
 }
+
+/// Consul's default `tombstone_ttl`.
+pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
 
 impl Default for DevServerBuilder {
     fn default() -> Self {
@@ -272,6 +287,7 @@ impl Default for DevServerBuilder {
             kv_max_value_size: DEFAULT_KV_MAX_VALUE_SIZE,
             legacy_missing_key_wakeups: false,
             leader_hold: Duration::from_secs(7),
+            tombstone_ttl: Some(DEFAULT_TOMBSTONE_TTL),
         }
     }
 }
@@ -293,10 +309,23 @@ impl DevServerBuilder {
         self
     }
 
-    /// Loads the default datacenter's KV store from this `consul kv export` file at start
-    /// (a missing file is an empty store) and saves it there, atomically, on shutdown.
+    /// Keeps the whole state (every datacenter's KV entries, tombstones, sessions and
+    /// indexes) in this file, a write-ahead log: a write is answered only once its record is
+    /// on disk (`fdatasync`, shared by the writes that arrive meanwhile), so a crash or a
+    /// `SIGKILL` loses nothing that was acknowledged. At start the log is replayed (a missing
+    /// file is an empty store; a torn or corrupt tail is reported and cut off, see
+    /// [`DevServerHandle::recovery`]) and compacted. A file holding `consul kv export` JSON is
+    /// imported into the default datacenter, then rewritten as a log.
     pub fn data_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.data_file = Some(path.into());
+        self
+    }
+
+    /// How old a tombstone must be before the timer reaps it, like Consul's `tombstone_ttl`
+    /// (default 15 min); `None` turns the timer off. Reaping makes a list index under a
+    /// prefix whose highest entry was deleted go backwards, as in Consul.
+    pub fn tombstone_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.tombstone_ttl = ttl.filter(|t| !t.is_zero());
         self
     }
 
@@ -385,10 +414,6 @@ impl DevServerBuilder {
         if self.max_query_time.is_zero() || self.default_query_time.is_zero() {
             return Err(Error::Config("query times must be positive".into()));
         }
-        let imported = match &self.data_file {
-            Some(p) => export::load(p)?,
-            None => Vec::new(),
-        };
         let listener = TcpListener::bind(self.listen)
             .await
             .map_err(|e| Error::Bind(self.listen, e))?;
@@ -398,7 +423,6 @@ impl DevServerBuilder {
         let cfg = Config {
             datacenters,
             acl_token: self.acl_token,
-            data_file: self.data_file,
             jitter: self.jitter,
             start_index: self.start_index,
             node_name: self.node_name.unwrap_or_else(hostname),
@@ -410,10 +434,16 @@ impl DevServerBuilder {
             leader_hold: self.leader_hold,
         };
         let shared = Arc::new(Shared::new(cfg));
-        if let Some(dc) = shared.default_dc() {
-            dc.lock().import(imported);
+        let mut recovery = None;
+        if let Some(path) = &self.data_file {
+            let (wal, r) = wal::Wal::open(path, &shared)?;
+            recovery = Some(r);
+            let _ = shared.wal.set(wal);
         }
         let (tx, rx) = watch::channel(false);
+        if let Some(ttl) = self.tombstone_ttl {
+            tokio::spawn(gc::reap_tombstones(Arc::clone(&shared), ttl, rx.clone()));
+        }
         let task = tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
@@ -424,6 +454,7 @@ impl DevServerBuilder {
         tracing::info!(%addr, "consul-kv-devserver listening");
         Ok(DevServerHandle {
             shared,
+            recovery,
             addr,
             shutdown: tx,
             task: Some(task),
@@ -440,16 +471,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "devserver".to_owned())
 }
 
+/// At a graceful stop: flushes the log and compacts it into one snapshot.
 fn save(shared: &Shared) -> Result<(), Error> {
-    let Some(path) = &shared.cfg.data_file else {
+    let Some(wal) = shared.wal.get() else {
         return Ok(());
     };
-    let Some(dc) = shared.default_dc() else {
-        return Ok(());
-    };
-    let json = export::to_json(&dc.lock().export());
-    export::save_atomic(path, &json).map_err(|e| Error::DataFile(path.clone(), e.to_string()))?;
-    tracing::info!(path = %path.display(), "KV store saved");
+    wal.close();
+    wal.compact(shared)?;
+    tracing::info!("data file compacted");
     Ok(())
 }
 
@@ -458,12 +487,18 @@ fn save(shared: &Shared) -> Result<(), Error> {
 #[derive(Debug)]
 pub struct DevServerHandle {
     shared: Arc<Shared>,
+    recovery: Option<Recovery>,
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<Result<(), Error>>>,
 }
 
 impl DevServerHandle {
+    /// What replaying the data file found at start (`None` without a data file).
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery
+    }
+
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

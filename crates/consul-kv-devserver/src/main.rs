@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
-//!                     [--acl-token TOKEN] [--data FILE] [--log-level info]
+//!                     [--acl-token TOKEN] [--data FILE] [--tombstone-ttl 15m]
+//!                     [--log-level info]
 //! ```
 //!
 //! Logs go to stderr (level from `--log-level`, else `RUST_LOG` if it is a plain level, else
-//! `info`). SIGINT or SIGTERM stops the server and saves `--data` atomically.
+//! `info`). With `--data`, every write is on disk before it is answered (a write-ahead log);
+//! SIGINT or SIGTERM stops the server and compacts the file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,12 +18,15 @@ use consul_kv_devserver::DevServer;
 use tracing::Level;
 
 const USAGE: &str = "usage: consul-kv-devserver [--listen ADDR] [--datacenter DC]... \
-[--acl-token TOKEN] [--data FILE] [--log-level LEVEL]
+[--acl-token TOKEN] [--data FILE] [--tombstone-ttl DURATION] [--log-level LEVEL]
 
   --listen ADDR        address to listen on (default 127.0.0.1:8500)
   --datacenter DC      a datacenter; repeat for more; the first is the default (default dc1)
   --acl-token TOKEN    enable ACL mode with this management token
-  --data FILE          load KV from this `consul kv export` file; save to it on exit
+  --data FILE          keep every datacenter, session and index in this write-ahead log:
+                       a write is on disk before it is answered (a `consul kv export`
+                       file is imported into the default datacenter)
+  --tombstone-ttl D    reap tombstones older than D, a Go duration (default 15m; 0 = never)
   --log-level LEVEL    error, warn, info, debug or trace (default info)
   -h, --help           this text";
 
@@ -31,6 +36,7 @@ struct Args {
     datacenters: Vec<String>,
     acl_token: Option<String>,
     data: Option<PathBuf>,
+    tombstone_ttl: Option<std::time::Duration>,
     level: Level,
 }
 
@@ -44,6 +50,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
         datacenters: Vec::new(),
         acl_token: None,
         data: None,
+        tombstone_ttl: Some(consul_kv_devserver::DEFAULT_TOMBSTONE_TTL),
         level: std::env::var("RUST_LOG")
             .ok()
             .and_then(|s| parse_level(&s))
@@ -69,6 +76,12 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, Stri
             "--datacenter" | "--dc" => args.datacenters.push(value("--datacenter")?),
             "--acl-token" => args.acl_token = Some(value("--acl-token")?),
             "--data" => args.data = Some(PathBuf::from(value("--data")?)),
+            "--tombstone-ttl" => {
+                let v = value("--tombstone-ttl")?;
+                let d = consul_kv_proto::parse_go_duration(&v)
+                    .ok_or_else(|| format!("--tombstone-ttl {v:?}: not a duration like 15m"))?;
+                args.tombstone_ttl = Some(d).filter(|d| !d.is_zero());
+            }
             "--log-level" => {
                 let v = value("--log-level")?;
                 args.level = parse_level(&v).ok_or_else(|| format!("unknown log level {v:?}"))?;
@@ -129,8 +142,18 @@ async fn main() -> ExitCode {
     if let Some(d) = &args.data {
         builder = builder.data_file(d);
     }
+    builder = builder.tombstone_ttl(args.tombstone_ttl);
     let server = match builder.start().await {
-        Ok(s) => s,
+        Ok(s) => {
+            if let Some(r) = s.recovery() {
+                tracing::info!(
+                    records = r.records,
+                    discarded_bytes = r.discarded_bytes,
+                    "data file recovered"
+                );
+            }
+            s
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;

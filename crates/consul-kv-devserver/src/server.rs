@@ -2,7 +2,6 @@
 //! sweeper, and the fault switches.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -25,7 +24,6 @@ use crate::{Fault, Jitter};
 pub(crate) struct Config {
     pub(crate) datacenters: Vec<String>,
     pub(crate) acl_token: Option<String>,
-    pub(crate) data_file: Option<PathBuf>,
     pub(crate) jitter: Jitter,
     pub(crate) start_index: u64,
     pub(crate) node_name: String,
@@ -66,6 +64,8 @@ pub(crate) struct Shared {
     rng: Mutex<Rng>,
     jitter_rng: Mutex<Rng>,
     sweeper: Notify,
+    /// The write-ahead log of `--data`, once opened.
+    pub(crate) wal: std::sync::OnceLock<crate::wal::Wal>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +102,7 @@ impl Shared {
             rng: Mutex::new(rng),
             jitter_rng: Mutex::new(jitter_rng),
             sweeper: Notify::new(),
+            wal: std::sync::OnceLock::new(),
         }
     }
 
@@ -128,7 +129,15 @@ impl Shared {
         let mut ch = Changes::default();
         let r = {
             let mut st = dc.lock();
-            f(&mut st, &mut ch)
+            let index_before = st.last_index();
+            let r = f(&mut st, &mut ch);
+            // Logged under the lock, so the log's order is the index order.
+            if let Some(wal) = self.wal.get() {
+                if let Some(redo) = st.redo(&ch, index_before) {
+                    wal.append(&dc.name, redo);
+                }
+            }
+            r
         };
         dc.registry.wake(&ch);
         if ch.sessions {
@@ -161,8 +170,7 @@ impl Shared {
         let total = t.saturating_add(Duration::from_nanos(jitter));
         let now = Instant::now();
         // A configured query time near `Duration::MAX` must not overflow the clock.
-        now.checked_add(total)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+        Instant::from_std(consul_kv_proto::time::instant_after(now.into_std(), total))
     }
 
     // ----- leader -----
@@ -249,9 +257,19 @@ pub(crate) async fn accept_loop(
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(crate::web::handle(shared, req).await) }
+        async move {
+            let read_only = matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+            let resp = crate::web::handle(Arc::clone(&shared), req).await;
+            // With `--data`, a write is answered only once its log record is on disk.
+            if let (false, Some(wal)) = (read_only, shared.wal.get()) {
+                if !wal.wait_durable().await {
+                    return Ok(crate::wal::not_durable());
+                }
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -283,7 +301,10 @@ async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
             .filter_map(|dc| dc.lock().next_expiry())
             .min()
             .map(Instant::from_std);
-        let far = Instant::now() + Duration::from_secs(3600);
+        let far = Instant::from_std(consul_kv_proto::time::instant_after(
+            std::time::Instant::now(),
+            Duration::from_secs(3600),
+        ));
         tokio::select! {
             () = tokio::time::sleep_until(next.unwrap_or(far)) => {}
             () = shared.sweeper.notified() => {}

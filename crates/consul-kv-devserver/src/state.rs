@@ -12,9 +12,13 @@ use base64::Engine as _;
 use bytes::Bytes;
 use consul_kv_proto::kv::wire::{ExportEntry, KvEntry};
 use consul_kv_proto::session::wire::{ServiceCheck, Session};
+use consul_kv_proto::time::instant_after;
 use consul_kv_proto::txn::wire::TxnError;
 
 use crate::go::quote;
+
+#[path = "durable.rs"]
+pub(crate) mod durable;
 
 /// Consul's `MaxLockDelay`.
 pub(crate) const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
@@ -598,7 +602,9 @@ impl Dc {
         let idx = self.next_index();
         rec.create_index = idx;
         rec.modify_index = idx;
-        rec.expires = rec.ttl_dur.map(|ttl| now + self.invalidate_after(ttl));
+        rec.expires = rec
+            .ttl_dur
+            .map(|ttl| instant_after(now, self.invalidate_after(ttl)));
         let id = rec.id.clone();
         self.sessions.insert(id.clone(), rec);
         self.sessions_table = idx;
@@ -644,7 +650,7 @@ impl Dc {
                 Behavior::Delete => self.delete_txn(idx, &key, ch),
             }
             if !delay.is_zero() {
-                self.lock_delays.insert(key, now + delay);
+                self.lock_delays.insert(key, instant_after(now, delay));
             }
         }
         self.held.remove(id);
@@ -663,7 +669,7 @@ impl Dc {
             .map(|t| self.invalidate_after(t));
         let rec = self.sessions.get_mut(id)?;
         if let Some(after) = after {
-            rec.expires = Some(now + after);
+            rec.expires = Some(instant_after(now, after));
         }
         Some(rec.clone())
     }

@@ -90,7 +90,11 @@ impl RetryPolicy {
         if nanos == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(rng.next_u64() % (nanos + 1))
+        match nanos.checked_add(1) {
+            Some(span) => Duration::from_nanos(rng.next_u64() % span),
+            // A ceiling of u64::MAX ns (585 years): every u64 is in range.
+            None => Duration::from_nanos(rng.next_u64()),
+        }
     }
 }
 
@@ -139,6 +143,18 @@ mod tests {
         let d: Vec<_> = (0..64).map(|_| p.delay(1, &mut rng)).collect();
         assert!(d.iter().any(|x| *x < Duration::from_millis(500)));
         assert!(d.iter().any(|x| *x >= Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn huge_settings_do_not_overflow() {
+        let p = RetryPolicy::default()
+            .base(Duration::MAX)
+            .cap(Duration::MAX)
+            .budget(Duration::MAX);
+        let mut rng = Rng::new();
+        for retry in [1, 2, 31, 32, u32::MAX] {
+            let _ = p.delay(retry, &mut rng);
+        }
     }
 
     #[test]

@@ -53,6 +53,7 @@
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
+//! - [`time`]: overflow-free `Instant` arithmetic and Consul's time limits.
 
 #![deny(missing_docs)]
 
@@ -65,6 +66,7 @@ pub mod kv;
 mod meta;
 mod op;
 pub mod session;
+pub mod time;
 pub mod txn;
 pub mod watch;
 

@@ -23,6 +23,9 @@ enum State<O: Blocking> {
     Idle(Box<Watcher<O>>),
     /// Waiting for the next result; the future hands the watcher back.
     Busy(Next<O>),
+    /// The request cannot be built (an invalid key, datacenter or token): the error was
+    /// yielded once and the stream has ended, instead of failing the same way forever.
+    Ended,
     /// Only while a transition is in progress.
     Gone,
 }
@@ -60,10 +63,16 @@ where
         }
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Result<Indexed<O::Value>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Indexed<O::Value>>>> {
         loop {
             match std::mem::replace(&mut self.state, State::Gone) {
                 State::Init(client, op, opts) => {
+                    // A request the client refuses to build would be refused on every round:
+                    // report it once and end, rather than yield the same error forever.
+                    if let Err(e) = op.build(client.exec.context()) {
+                        self.state = State::Ended;
+                        return Poll::Ready(Some(Err(consul_kv_hyper::Error::Build(e))));
+                    }
                     self.state = State::Idle(Box::new(client.exec.watch(op, opts)));
                 }
                 State::Idle(mut w) => {
@@ -75,13 +84,17 @@ where
                 State::Busy(mut fut) => match fut.as_mut().poll(cx) {
                     Poll::Ready((w, r)) => {
                         self.state = State::Idle(w);
-                        return Poll::Ready(r);
+                        return Poll::Ready(Some(r));
                     }
                     Poll::Pending => {
                         self.state = State::Busy(fut);
                         return Poll::Pending;
                     }
                 },
+                State::Ended => {
+                    self.state = State::Ended;
+                    return Poll::Ready(None);
+                }
                 State::Gone => return Poll::Pending,
             }
         }
@@ -145,7 +158,11 @@ macro_rules! watch_setters {
 /// blocking query that changed nothing yields nothing.
 ///
 /// Errors are yielded as items and the watch goes on: it backs off, re-reads without an index
-/// (a restarted server may have lower indexes) and resumes. A reset of Consul's index
+/// (a restarted server may have lower indexes) and resumes. Every error goes through the
+/// backoff (200 ms doubling to 30 s by default), so a persistent error (`403`, an unknown
+/// datacenter, a refused connection) is yielded at that pace, never in a busy loop. A request
+/// the client refuses to build (an invalid key such as `/bad` or `a//b`) is yielded once and
+/// ends the stream. A reset of Consul's index
 /// (a server restart, a snapshot restore, tombstone reaping) is detected and followed. Drop the
 /// stream to stop.
 ///
@@ -176,7 +193,8 @@ impl KeyWatch {
 
     watch_setters!();
 
-    /// The next change; never `None` (the stream does not end by itself).
+    /// The next change. `None` only after a request the client refuses to build (an invalid
+    /// key), which is yielded once as an error first.
     pub async fn next(&mut self) -> Option<Result<Option<Key>>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
@@ -186,11 +204,13 @@ impl Stream for KeyWatch {
     type Item = Result<Option<Key>>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.inner.poll_next(cx).map(|r| {
-            Some(r.map(|indexed| {
-                let meta = indexed.meta;
-                indexed.value.map(|pair| Key::new(pair, meta))
-            }))
+        self.inner.poll_next(cx).map(|o| {
+            o.map(|r| {
+                r.map(|indexed| {
+                    let meta = indexed.meta;
+                    indexed.value.map(|pair| Key::new(pair, meta))
+                })
+            })
         })
     }
 }
@@ -219,7 +239,8 @@ impl PrefixWatch {
 
     watch_setters!();
 
-    /// The next change; never `None` (the stream does not end by itself).
+    /// The next change. `None` only after a request the client refuses to build (an invalid
+    /// prefix), which is yielded once as an error first.
     pub async fn next(&mut self) -> Option<Result<Items>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
@@ -231,7 +252,7 @@ impl Stream for PrefixWatch {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner
             .poll_next(cx)
-            .map(|r| Some(r.map(|indexed| Items::new(indexed.value, indexed.meta))))
+            .map(|o| o.map(|r| r.map(|indexed| Items::new(indexed.value, indexed.meta))))
     }
 }
 
