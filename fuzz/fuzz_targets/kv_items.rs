@@ -1,9 +1,9 @@
 //! Fuzzes the recurse listing parser.
 #![no_main]
 mod common;
-use consul_kv_proto::{kv::Items, Operation};
+use consul_kv_proto::{kv::ListItems, Operation};
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Some(r) = common::response(data) {
-        let _ = Items::new("p/").parse(r);
+        let _ = ListItems::new("p/").parse(r);
     }
 });

@@ -1,9 +1,9 @@
 //! Fuzzes the key listing parser.
 #![no_main]
 mod common;
-use consul_kv_proto::{kv::Keys, Operation};
+use consul_kv_proto::{kv::ListKeys, Operation};
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Some(r) = common::response(data) {
-        let _ = Keys::new("p/").separator("/").parse(r);
+        let _ = ListKeys::new("p/").separator("/").parse(r);
     }
 });

@@ -2,9 +2,9 @@
 #![no_main]
 mod common;
 use std::time::{Duration, Instant};
-use consul_kv_proto::{kv::Items, RequestContext, Watch, WatchOptions};
+use consul_kv_proto::{kv::ListItems, RequestContext, WatchMachine, WatchOptions};
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let mut w = Watch::new(Items::new("p/"), WatchOptions::default());
+    let mut w = WatchMachine::new(ListItems::new("p/"), WatchOptions::default());
     let cx = RequestContext::new();
     let mut now = Instant::now();
     for chunk in data.split(|&b| b == 0xff) {

@@ -168,8 +168,8 @@ pub fn run(data: &Dataset, budget: Duration, only: Option<&str>) -> Vec<MicroRes
 
     // Parses: proto's parse of the whole response against serde of the body alone.
     let get_op = kv::Get::new(data.key.clone());
-    let items_op = kv::Items::new(data.prefix.clone());
-    let keys_op = kv::Keys::new(data.prefix.clone());
+    let items_op = kv::ListItems::new(data.prefix.clone());
+    let keys_op = kv::ListKeys::new(data.prefix.clone());
     for (name, kind, batch) in [
         ("parse_get", Canned::Get, 1024),
         ("parse_items", Canned::Items, 1),

@@ -1,7 +1,7 @@
-//! [`ClientBuilder`]: settings, the `CONSUL_*` environment, and address parsing.
+//! [`HyperClientBuilder`]: settings, the `CONSUL_*` environment, and address parsing.
 //!
-//! Setters never fail; every error is reported by [`ClientBuilder::build`]. Values read by
-//! [`ClientBuilder::from_env`] are kept apart from explicit settings and merged in `build`, so
+//! Setters never fail; every error is reported by [`HyperClientBuilder::build`]. Values read by
+//! [`HyperClientBuilder::from_env`] are kept apart from explicit settings and merged in `build`, so
 //! an explicit setting wins over the environment whether it was made before or after
 //! `from_env`.
 
@@ -133,7 +133,7 @@ const LONGEST: Duration = proto::time::FAR_FUTURE;
 /// ```
 #[must_use = "a builder does nothing until .build()"]
 #[derive(Debug, Clone)]
-pub struct ClientBuilder {
+pub struct HyperClientBuilder {
     explicit: Settings,
     env: Settings,
     env_error: Option<String>,
@@ -147,7 +147,7 @@ pub struct ClientBuilder {
     retry: RetryPolicy,
 }
 
-impl Default for ClientBuilder {
+impl Default for HyperClientBuilder {
     fn default() -> Self {
         Self {
             explicit: Settings::default(),
@@ -178,7 +178,7 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-impl ClientBuilder {
+impl HyperClientBuilder {
     /// The address of the agent: `host:port`, `http://host:port`, `https://host:port` (an
     /// optional path is a prefix for every request, for agents behind a reverse proxy), or
     /// `unix:///path/to/socket`.
@@ -650,7 +650,7 @@ mod tests {
 
     #[test]
     fn a_bad_env_boolean_fails_build() {
-        let e = ClientBuilder::default()
+        let e = HyperClientBuilder::default()
             .from_env_lookup(|n| (n == "CONSUL_HTTP_SSL").then(|| "maybe".to_owned()))
             .build()
             .unwrap_err();
@@ -659,7 +659,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let b = ClientBuilder::default()
+        let b = HyperClientBuilder::default()
             .token("s3cr3t-token")
             .basic_auth("alice", "pw-s3cr3t")
             .from_env_lookup(|n| match n {

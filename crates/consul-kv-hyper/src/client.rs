@@ -13,11 +13,11 @@ use proto::{blocking_deadline, Blocking, Operation, RequestContext, WatchOptions
 use tracing::Instrument as _;
 
 use crate::body::read_limited;
-use crate::builder::ClientBuilder;
+use crate::builder::HyperClientBuilder;
 use crate::connect::{Connector, RequestTrace, StatsHandle};
 use crate::error::{Error, TransportError, TransportKind};
 use crate::retry::{RetryPolicy, Rng};
-use crate::watch::Watcher;
+use crate::watch::HyperWatch;
 
 /// The shared state behind every clone of a [`HyperClient`].
 pub(crate) struct Inner {
@@ -133,9 +133,9 @@ impl Failure {
 }
 
 impl HyperClient {
-    /// A builder with the defaults; see [`ClientBuilder`].
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
+    /// A builder with the defaults; see [`HyperClientBuilder`].
+    pub fn builder() -> HyperClientBuilder {
+        HyperClientBuilder::default()
     }
 
     pub(crate) fn from_inner(inner: Inner) -> Self {
@@ -307,16 +307,16 @@ impl HyperClient {
         }
     }
 
-    /// A blocking-query loop over `op` that yields each change. See [`Watcher`].
+    /// A blocking-query loop over `op` that yields each change. See [`HyperWatch`].
     ///
-    /// The watch's request deadline is [`proto::Watch::request_timeout`]
+    /// The watch's request deadline is [`proto::WatchMachine::request_timeout`]
     /// (`wait + wait/16 + opts.deadline_margin`).
-    pub fn watch<O>(&self, op: O, opts: WatchOptions) -> Watcher<O>
+    pub fn watch<O>(&self, op: O, opts: WatchOptions) -> HyperWatch<O>
     where
         O: Blocking + Send + 'static,
         O::Value: Clone + PartialEq + Send,
     {
-        Watcher::new(self.clone(), op, opts)
+        HyperWatch::new(self.clone(), op, opts)
     }
 
     /// One attempt, plus one immediate repeat on a new connection when a pooled connection

@@ -11,7 +11,7 @@
 //!   `502`, `504`, with full-jitter backoff and a budget; writes only when Consul certainly did
 //!   not apply them; an ambiguous write failure is [`Error::OutcomeUnknown`];
 //! - `http://`, `https://` (feature `rustls`, on by default) and `unix://` addresses, and the
-//!   `consul` CLI's `CONSUL_*` environment ([`ClientBuilder::from_env`]);
+//!   `consul` CLI's `CONSUL_*` environment ([`HyperClientBuilder::from_env`]);
 //! - a `tracing` span per request (`consul_request`: method, path without query, attempt,
 //!   status, elapsed). The ACL token appears in no span, `Debug`, `Display` or error.
 //!
@@ -71,8 +71,8 @@ mod retry;
 mod tls;
 mod watch;
 
-pub use builder::{ClientBuilder, DEFAULT_ADDRESS};
+pub use builder::{HyperClientBuilder, DEFAULT_ADDRESS};
 pub use client::{CallOptions, HyperClient};
 pub use error::{ConfigError, Error, TransportError};
 pub use retry::RetryPolicy;
-pub use watch::Watcher;
+pub use watch::HyperWatch;

@@ -1,9 +1,9 @@
-//! [`Watcher`]: drives a [`proto::Watch`] over a [`HyperClient`].
+//! [`HyperWatch`]: drives a [`proto::WatchMachine`] over a [`HyperClient`].
 
 use std::fmt;
 use std::time::Instant;
 
-use proto::{Blocking, Indexed, Watch, WatchOptions};
+use proto::{Blocking, Indexed, WatchMachine, WatchOptions};
 
 use crate::client::{token_of, HyperClient};
 use crate::error::Error;
@@ -11,7 +11,7 @@ use crate::error::Error;
 /// A blocking-query loop that yields each change of a value. Created by
 /// [`HyperClient::watch`].
 ///
-/// It follows Consul's blocking-query rules through [`proto::Watch`]: the first call reads at
+/// It follows Consul's blocking-query rules through [`proto::WatchMachine`]: the first call reads at
 /// once; later calls block on the last index, reset when the index goes backwards, and are rate
 /// limited by a token bucket. A response whose value equals the last one yielded is not a
 /// change and is skipped.
@@ -40,20 +40,20 @@ use crate::error::Error;
 /// }
 /// # }
 /// ```
-pub struct Watcher<O: Blocking> {
+pub struct HyperWatch<O: Blocking> {
     client: HyperClient,
-    watch: Watch<O>,
+    watch: WatchMachine<O>,
     /// A request was handed out and its result not yet given back (the future was dropped).
     in_flight: bool,
 }
 
-impl<O> fmt::Debug for Watcher<O>
+impl<O> fmt::Debug for HyperWatch<O>
 where
     O: Blocking,
     O::Value: Clone + PartialEq,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Watcher")
+        f.debug_struct("HyperWatch")
             .field("client", &self.client)
             .field("index", &self.watch.index())
             .field("requests", &self.watch.requests())
@@ -61,7 +61,7 @@ where
     }
 }
 
-impl<O> Watcher<O>
+impl<O> HyperWatch<O>
 where
     O: Blocking,
     O::Value: Clone + PartialEq,
@@ -69,13 +69,13 @@ where
     pub(crate) fn new(client: HyperClient, op: O, opts: WatchOptions) -> Self {
         Self {
             client,
-            watch: Watch::new(op, opts),
+            watch: WatchMachine::new(op, opts),
             in_flight: false,
         }
     }
 
     /// The state machine: last value, index, request and reset counts.
-    pub fn state(&self) -> &Watch<O> {
+    pub fn state(&self) -> &WatchMachine<O> {
         &self.watch
     }
 
@@ -116,7 +116,7 @@ where
             let deadline = self.watch.request_timeout();
             // No transparent repeat on a new connection here: a pooled connection that died may
             // mean the server restarted, and the index we hold may be from before the restart
-            // (blocking on it would wait out the whole `wait`). The Watch re-reads instead.
+            // (blocking on it would wait out the whole `wait`). The watch machine re-reads instead.
             let result = self.client.attempt(&req, deadline, 1).await;
             self.in_flight = false;
             let now = Instant::now();

@@ -906,7 +906,7 @@ async fn unix_socket() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Watcher
+// HyperWatch
 // ---------------------------------------------------------------------------------------------
 
 fn watch_opts() -> WatchOptions {
@@ -948,7 +948,7 @@ async fn the_watcher_yields_only_changes_and_rides_out_errors() {
         .collect();
     assert_eq!(uris[0], "/v1/kv/k");
     assert_eq!(uris[1], "/v1/kv/k?index=5&wait=2s");
-    assert!(format!("{w:?}").contains("Watcher"));
+    assert!(format!("{w:?}").contains("HyperWatch"));
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! KV operations: [`Get`], [`GetRaw`], [`Items`], [`Keys`], [`Set`] (with CAS, acquire and
+//! KV operations: [`Get`], [`GetRaw`], [`ListItems`], [`ListKeys`], [`Set`] (with CAS, acquire and
 //! release) and [`Delete`].
 
 use std::borrow::Cow;
@@ -16,6 +16,7 @@ use crate::meta::{
 };
 use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
+use crate::value::IntoValue;
 use crate::watch::Blocking;
 
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -44,6 +45,23 @@ impl KvPair {
     /// The value, or an empty slice when Consul stores none.
     pub fn value_bytes(&self) -> &[u8] {
         self.value.as_deref().unwrap_or_default()
+    }
+
+    /// The value as UTF-8 text, or `None` when it is not valid UTF-8. A key without a value
+    /// reads as `""`.
+    ///
+    /// ```
+    /// use consul_kv_proto::kv::wire::KvEntry;
+    /// # use consul_kv_proto::{kv::ListItems, Operation};
+    /// # let body = serde_json::to_vec(&[KvEntry::new("a", Some(b"on")), KvEntry::new("b", Some(b"\xff"))]).unwrap();
+    /// # let resp = http::Response::builder().header("X-Consul-Index", "1").body(body.into()).unwrap();
+    /// let pairs = ListItems::new("").parse(resp)?.value;
+    /// assert_eq!(pairs[0].as_str(), Some("on"));
+    /// assert_eq!(pairs[1].as_str(), None); // not UTF-8: read it with value_bytes()
+    /// # Ok::<(), consul_kv_proto::ResponseError>(())
+    /// ```
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.value_bytes()).ok()
     }
 
     /// The CAS token for a write that must see this exact version.
@@ -476,12 +494,12 @@ blocking_read!(GetRaw, Option<Bytes>);
 /// No match is an empty list.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Items {
+pub struct ListItems {
     prefix: String,
     opts: ReadOptions,
 }
 
-impl Items {
+impl ListItems {
     /// Lists entries under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
@@ -492,7 +510,7 @@ impl Items {
     read_options_methods!();
 }
 
-impl Operation for Items {
+impl Operation for ListItems {
     type Output = Indexed<Vec<KvPair>>;
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
@@ -521,18 +539,18 @@ impl Operation for Items {
         self.opts.index.and(self.opts.wait)
     }
 }
-blocking_read!(Items, Vec<KvPair>);
+blocking_read!(ListItems, Vec<KvPair>);
 
 /// `GET /v1/kv/<prefix>?keys[&separator=…]`: key names under a prefix. No match is empty.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
+pub struct ListKeys {
     prefix: String,
     separator: Option<String>,
     opts: ReadOptions,
 }
 
-impl Keys {
+impl ListKeys {
     /// Lists key names under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
@@ -551,7 +569,7 @@ impl Keys {
     read_options_methods!();
 }
 
-impl Operation for Keys {
+impl Operation for ListKeys {
     type Output = Indexed<Vec<String>>;
 
     fn build(&self, cx: &RequestContext) -> Result<Request<Bytes>, BuildError> {
@@ -585,7 +603,7 @@ impl Operation for Keys {
         self.opts.index.and(self.opts.wait)
     }
 }
-blocking_read!(Keys, Vec<String>);
+blocking_read!(ListKeys, Vec<String>);
 
 /// The condition of a [`Set`].
 #[non_exhaustive]
@@ -626,10 +644,10 @@ pub struct Set {
 
 impl Set {
     /// Writes `value` to `key`.
-    pub fn new(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(key: impl Into<String>, value: impl IntoValue) -> Self {
         Self {
             key: key.into(),
-            value: value.into(),
+            value: value.into_value(),
             flags: 0,
             mode: SetMode::Plain,
             opts: WriteOptions::default(),
@@ -637,12 +655,12 @@ impl Set {
     }
 
     /// Acquires `key` for `session`, writing `value`.
-    pub fn acquire(key: impl Into<String>, session: SessionId, value: impl Into<Bytes>) -> Self {
+    pub fn acquire(key: impl Into<String>, session: SessionId, value: impl IntoValue) -> Self {
         Self::new(key, value).mode(SetMode::Acquire(session))
     }
 
     /// Releases `key` held by `session`, writing `value`.
-    pub fn release(key: impl Into<String>, session: SessionId, value: impl Into<Bytes>) -> Self {
+    pub fn release(key: impl Into<String>, session: SessionId, value: impl IntoValue) -> Self {
         Self::new(key, value).mode(SetMode::Release(session))
     }
 
@@ -669,8 +687,8 @@ impl Set {
     }
 
     /// Replaces the value.
-    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
-        self.value = value.into();
+    pub fn with_value(mut self, value: impl IntoValue) -> Self {
+        self.value = value.into_value();
         self
     }
     write_options_methods!();
@@ -854,20 +872,28 @@ mod tests {
                 "/v1/kv/k?consistent&index=42&wait=30s",
             ),
             (GetRaw::new("k").build(&cx).unwrap(), "GET", "/v1/kv/k?raw"),
-            (Items::new("").build(&cx).unwrap(), "GET", "/v1/kv/?recurse"),
             (
-                Items::new("my/prefix/").dc("dc2").build(&cx).unwrap(),
+                ListItems::new("").build(&cx).unwrap(),
+                "GET",
+                "/v1/kv/?recurse",
+            ),
+            (
+                ListItems::new("my/prefix/").dc("dc2").build(&cx).unwrap(),
                 "GET",
                 "/v1/kv/my/prefix/?recurse&dc=dc2",
             ),
-            (Keys::new("p/").build(&cx).unwrap(), "GET", "/v1/kv/p/?keys"),
             (
-                Keys::new("p/").separator("/").build(&cx).unwrap(),
+                ListKeys::new("p/").build(&cx).unwrap(),
+                "GET",
+                "/v1/kv/p/?keys",
+            ),
+            (
+                ListKeys::new("p/").separator("/").build(&cx).unwrap(),
                 "GET",
                 "/v1/kv/p/?keys&separator=%2F",
             ),
             (
-                Keys::new("p/").separator("").build(&cx).unwrap(),
+                ListKeys::new("p/").separator("").build(&cx).unwrap(),
                 "GET",
                 "/v1/kv/p/?keys",
             ),
@@ -943,7 +969,7 @@ mod tests {
         let mut opts = ReadOptions::default();
         opts.common.namespace = Some("team a".into());
         opts.common.partition = Some("p1".into());
-        let req = Items::new("x/")
+        let req = ListItems::new("x/")
             .with_options(opts)
             .build(&RequestContext::new())
             .unwrap();
@@ -975,7 +1001,7 @@ mod tests {
                 Err(BuildError::InvalidKey { .. })
             ));
         }
-        assert!(Items::new("").build(&cx).is_ok());
+        assert!(ListItems::new("").build(&cx).is_ok());
         assert!(Delete::tree("").build(&cx).is_ok());
         assert!(matches!(
             Get::new("k").dc("").build(&cx),

@@ -2,7 +2,7 @@
 //!
 //! This crate turns Consul operations into [`http::Request`] values and [`http::Response`]
 //! values back into typed results. It performs **no I/O**: no sockets, no runtime, no clock
-//! reads. Time is an argument wherever it matters ([`Watch`]).
+//! reads. Time is an argument wherever it matters ([`WatchMachine`]).
 //!
 //! **In scope:** request paths, queries, headers and bodies exactly as Consul's HTTP API wants
 //! them (keys percent-encoded the way Consul's Go client encodes them); parsing of bodies and
@@ -68,6 +68,7 @@ mod op;
 pub mod session;
 pub mod time;
 pub mod txn;
+mod value;
 pub mod watch;
 
 pub use encode::{decode_path, encode_key, is_printable};
@@ -82,7 +83,8 @@ pub use meta::{
 };
 pub use op::{OpKind, Operation};
 pub use session::{Behavior, SessionEntry, SessionId};
-pub use watch::{blocking_deadline, Blocking, Watch, WatchOptions};
+pub use value::IntoValue;
+pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 
 /// Checks a key the way every KV operation does before building a request.
 ///

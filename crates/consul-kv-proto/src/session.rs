@@ -1,5 +1,5 @@
-//! Session operations: [`CreateSession`], [`DestroySession`], [`SessionInfo`],
-//! [`NodeSessions`], [`ListSessions`] and [`RenewSession`].
+//! Session operations: [`CreateSession`], [`DestroySession`], [`ReadSession`],
+//! [`ListNodeSessions`], [`ListSessions`] and [`RenewSession`].
 
 use std::fmt;
 use std::time::Duration;
@@ -597,12 +597,12 @@ macro_rules! session_read {
 /// `GET /v1/session/info/<id>`: the session, or `None` if Consul does not know it.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
+pub struct ReadSession {
     id: SessionId,
     opts: ReadOptions,
 }
 
-impl SessionInfo {
+impl ReadSession {
     /// Reads `id`.
     pub fn new(id: SessionId) -> Self {
         Self {
@@ -613,21 +613,21 @@ impl SessionInfo {
 }
 
 session_read!(
-    SessionInfo,
+    ReadSession,
     Option<SessionEntry>,
-    |s: &SessionInfo| format!("/v1/session/info/{}", encode_segment(s.id.as_str())),
+    |s: &ReadSession| format!("/v1/session/info/{}", encode_segment(s.id.as_str())),
     |l: Vec<SessionEntry>| l.into_iter().next()
 );
 
 /// `GET /v1/session/node/<node>`: the sessions of a node.
 #[must_use]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSessions {
+pub struct ListNodeSessions {
     node: String,
     opts: ReadOptions,
 }
 
-impl NodeSessions {
+impl ListNodeSessions {
     /// Lists the sessions of `node`.
     ///
     /// # Errors
@@ -648,9 +648,9 @@ impl NodeSessions {
 }
 
 session_read!(
-    NodeSessions,
+    ListNodeSessions,
     Vec<SessionEntry>,
-    |s: &NodeSessions| format!("/v1/session/node/{}", encode_segment(&s.node)),
+    |s: &ListNodeSessions| format!("/v1/session/node/{}", encode_segment(&s.node)),
     |l: Vec<SessionEntry>| l
 );
 
@@ -728,13 +728,13 @@ mod tests {
                 "",
             ),
             (
-                SessionInfo::new(sid()).build(&cx).unwrap(),
+                ReadSession::new(sid()).build(&cx).unwrap(),
                 "GET",
                 "/v1/session/info/adf4238a-882b-9ddc-4a9d-5b6758e4159e",
                 "",
             ),
             (
-                NodeSessions::new("node 1").unwrap().build(&cx).unwrap(),
+                ListNodeSessions::new("node 1").unwrap().build(&cx).unwrap(),
                 "GET",
                 "/v1/session/node/node%201",
                 "",
@@ -758,6 +758,6 @@ mod tests {
         assert!(SessionId::new("").is_err());
         assert!(SessionId::new("a/b").is_err());
         assert!(SessionId::new("a\nb").is_err());
-        assert!(NodeSessions::new("").is_err());
+        assert!(ListNodeSessions::new("").is_err());
     }
 }

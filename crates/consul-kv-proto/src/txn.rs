@@ -13,6 +13,7 @@ use crate::kv::{Cas, KvPair, WireEntry, B64};
 use crate::meta::{Consistency, Index, RequestContext, WriteOptions};
 use crate::op::{expect_status, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
+use crate::value::IntoValue;
 
 /// A KV transaction verb (Consul's `Verb` field).
 #[non_exhaustive]
@@ -138,39 +139,39 @@ impl TxnOp {
     }
 
     /// `set`.
-    pub fn set(key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn set(key: impl Into<String>, value: impl IntoValue) -> Self {
         Self {
-            value: Some(value.into()),
+            value: Some(value.into_value()),
             ..Self::new(Verb::Set, key)
         }
     }
 
     /// `cas` with a typed CAS condition.
-    pub fn cas(key: impl Into<String>, value: impl Into<Bytes>, cas: impl Into<Cas>) -> Self {
+    pub fn cas(key: impl Into<String>, value: impl IntoValue, cas: impl Into<Cas>) -> Self {
         let index = match cas.into() {
             Cas::Absent => 0,
             Cas::ModifyIndex(i) => i.get(),
         };
         Self {
-            value: Some(value.into()),
+            value: Some(value.into_value()),
             index,
             ..Self::new(Verb::Cas, key)
         }
     }
 
     /// `lock` (acquire). Replaces the value, like `?acquire`.
-    pub fn lock(key: impl Into<String>, value: impl Into<Bytes>, session: SessionId) -> Self {
+    pub fn lock(key: impl Into<String>, value: impl IntoValue, session: SessionId) -> Self {
         Self {
-            value: Some(value.into()),
+            value: Some(value.into_value()),
             session: Some(session),
             ..Self::new(Verb::Lock, key)
         }
     }
 
     /// `unlock` (release). Replaces the value, like `?release`.
-    pub fn unlock(key: impl Into<String>, value: impl Into<Bytes>, session: SessionId) -> Self {
+    pub fn unlock(key: impl Into<String>, value: impl IntoValue, session: SessionId) -> Self {
         Self {
-            value: Some(value.into()),
+            value: Some(value.into_value()),
             session: Some(session),
             ..Self::new(Verb::Unlock, key)
         }

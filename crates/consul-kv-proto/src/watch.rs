@@ -1,6 +1,6 @@
-//! Blocking queries as a sans-IO state machine: [`Watch`].
+//! Blocking queries as a sans-IO state machine: [`WatchMachine`].
 //!
-//! [`Watch`] owns the rules of Consul's blocking-query documentation
+//! [`WatchMachine`] owns the rules of Consul's blocking-query documentation
 //! (`api-docs/features/blocking`):
 //!
 //! - **Reset the index when it goes backwards** (tombstone reaping, a restarted server): the
@@ -17,9 +17,9 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use bytes::Bytes;
-//! use consul_kv_proto::{kv::Get, RequestContext, Watch, WatchOptions};
+//! use consul_kv_proto::{kv::Get, RequestContext, WatchMachine, WatchOptions};
 //!
-//! let mut watch = Watch::new(Get::new("config"), WatchOptions::default());
+//! let mut watch = WatchMachine::new(Get::new("config"), WatchOptions::default());
 //! let cx = RequestContext::new();
 //! # let t0 = Instant::now();
 //! # let mut now = t0;
@@ -59,7 +59,7 @@ pub trait Blocking: Operation<Output = Indexed<Self::Value>> {
     fn set_block(&mut self, index: Option<Index>, wait: Duration);
 }
 
-/// Tuning of a [`Watch`].
+/// Tuning of a [`WatchMachine`].
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchOptions {
@@ -132,7 +132,7 @@ pub fn blocking_deadline(wait: Duration, margin: Duration) -> Duration {
 
 /// A blocking-query loop over a [`Blocking`] read, without I/O or clock reads.
 #[derive(Debug)]
-pub struct Watch<O: Blocking> {
+pub struct WatchMachine<O: Blocking> {
     op: O,
     opts: WatchOptions,
     index: Option<Index>,
@@ -147,7 +147,7 @@ pub struct Watch<O: Blocking> {
     requests: u64,
 }
 
-impl<O> Watch<O>
+impl<O> WatchMachine<O>
 where
     O: Blocking,
     O::Value: Clone + PartialEq,
@@ -377,7 +377,7 @@ mod tests {
             .unwrap()
     }
 
-    fn uri(w: &mut Watch<Get>, now: Instant) -> Option<String> {
+    fn uri(w: &mut WatchMachine<Get>, now: Instant) -> Option<String> {
         w.poll_request(now, &RequestContext::new())
             .unwrap()
             .map(|r| r.uri().to_string())
@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn index_sequence_5_5_7_3_0() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         // index: response index, value, expected emission, expected next uri
         let steps: &[(&str, &str, bool, &str)] = &[
@@ -414,7 +414,7 @@ mod tests {
 
     #[test]
     fn same_index_new_value_is_emitted_and_same_value_new_index_is_not() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         uri(&mut w, now);
         assert!(w.handle_response(now, resp("5", "a")).unwrap().is_some());
@@ -427,7 +427,7 @@ mod tests {
     #[test]
     fn token_bucket_allows_a_burst_of_two_then_one_per_interval() {
         let o = WatchOptions::default().min_interval(Duration::from_secs(1));
-        let mut w = Watch::new(Get::new("k"), o);
+        let mut w = WatchMachine::new(Get::new("k"), o);
         let start = t0();
         let mut sent = Vec::new();
         let mut now = start;
@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn errors_back_off_with_a_cap_and_reset_the_index() {
         let o = opts().backoff(Duration::from_millis(100), Duration::from_secs(2));
-        let mut w = Watch::new(Get::new("k"), o);
+        let mut w = WatchMachine::new(Get::new("k"), o);
         let mut now = t0();
         uri(&mut w, now);
         w.handle_response(now, resp("50", "a")).unwrap();
@@ -487,7 +487,7 @@ mod tests {
 
     #[test]
     fn error_status_is_returned_and_backed_off() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         uri(&mut w, now);
         let r = Response::builder()
@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_means_one_plain_read_without_backoff() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         uri(&mut w, now);
         w.handle_response(now, resp("50", "a")).unwrap();
@@ -521,7 +521,7 @@ mod tests {
 
     #[test]
     fn only_one_request_in_flight() {
-        let mut w = Watch::new(Get::new("k"), opts());
+        let mut w = WatchMachine::new(Get::new("k"), opts());
         let now = t0();
         assert!(uri(&mut w, now).is_some());
         assert!(uri(&mut w, now).is_none());
@@ -530,7 +530,7 @@ mod tests {
 
     #[test]
     fn deadline_exceeds_wait_plus_jitter() {
-        let w = Watch::new(
+        let w = WatchMachine::new(
             Get::new("k"),
             WatchOptions::default().wait(Duration::from_secs(64)),
         );

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use consul_kv_proto::kv::{Delete, Get, GetRaw, Items, Keys, Set};
-use consul_kv_proto::session::{CreateSession, ListSessions, RenewSession, SessionInfo};
+use consul_kv_proto::kv::{Delete, Get, GetRaw, ListItems, ListKeys, Set};
+use consul_kv_proto::session::{CreateSession, ListSessions, ReadSession, RenewSession};
 use consul_kv_proto::txn::{Txn, TxnOp};
 use consul_kv_proto::{Behavior, Operation, ResponseError, SessionId, WriteOutcome};
 
@@ -72,7 +72,7 @@ fn get_null_value_old_agent() {
 
 #[test]
 fn items_recurse_null_folder() {
-    let out = Items::new("redacted/config/")
+    let out = ListItems::new("redacted/config/")
         .parse(fixture("items_recurse_null_folder"))
         .unwrap();
     assert_eq!(out.value.len(), 2);
@@ -85,7 +85,7 @@ fn items_recurse_null_folder() {
 
 #[test]
 fn keys_separator() {
-    let out = Keys::new("root/")
+    let out = ListKeys::new("root/")
         .separator("/")
         .parse(fixture("keys_separator"))
         .unwrap();
@@ -94,7 +94,7 @@ fn keys_separator() {
 
 #[test]
 fn keys_no_separator() {
-    let out = Keys::new("test")
+    let out = ListKeys::new("test")
         .parse(fixture("keys_no_separator"))
         .unwrap();
     assert_eq!(out.value, ["test2", "test3", "test3/test4"]);
@@ -103,12 +103,12 @@ fn keys_no_separator() {
 
 #[test]
 fn keys_404() {
-    let out = Keys::new("non-existing-prefix")
+    let out = ListKeys::new("non-existing-prefix")
         .parse(fixture("keys_404"))
         .unwrap();
     assert!(out.value.is_empty());
     assert_eq!(out.meta.last_index.get(), 21);
-    let items = Items::new("non-existing-prefix")
+    let items = ListItems::new("non-existing-prefix")
         .parse(fixture("keys_404"))
         .unwrap();
     assert!(items.value.is_empty());
@@ -222,7 +222,7 @@ fn session_create() {
 #[test]
 fn session_info_doc() {
     let id = sid("adf4238a-882b-9ddc-4a9d-5b6758e4159e");
-    let out = SessionInfo::new(id.clone())
+    let out = ReadSession::new(id.clone())
         .parse(fixture("session_info_doc"))
         .unwrap();
     let s = out.value.unwrap();
@@ -237,7 +237,7 @@ fn session_info_doc() {
 
 #[test]
 fn session_info_no_ttl() {
-    let out = SessionInfo::new(sid("d21d60ad-c2d2-b32a-7432-ca4048a4a7d6"))
+    let out = ReadSession::new(sid("d21d60ad-c2d2-b32a-7432-ca4048a4a7d6"))
         .parse(fixture("session_info_no_ttl"))
         .unwrap();
     assert_eq!(out.value.unwrap().ttl, None);
@@ -256,7 +256,7 @@ fn session_list_real() {
 
 #[test]
 fn session_info_unknown() {
-    let out = SessionInfo::new(sid("nope"))
+    let out = ReadSession::new(sid("nope"))
         .parse(fixture("session_info_unknown"))
         .unwrap();
     assert_eq!(out.value, None);
@@ -505,7 +505,7 @@ fn recorded_get_404() {
 
 #[test]
 fn recorded_items() {
-    let out = Items::new("fixture/")
+    let out = ListItems::new("fixture/")
         .parse(fixture("recorded_items"))
         .unwrap();
     let keys: Vec<&str> = out.value.iter().map(|p| p.key.as_str()).collect();
@@ -525,7 +525,7 @@ fn recorded_items() {
 
 #[test]
 fn recorded_keys_separator() {
-    let out = Keys::new("fixture/")
+    let out = ListKeys::new("fixture/")
         .separator("/")
         .parse(fixture("recorded_keys_separator"))
         .unwrap();
@@ -534,7 +534,7 @@ fn recorded_keys_separator() {
 
 #[test]
 fn recorded_keys_404() {
-    let out = Keys::new("nothing-here/")
+    let out = ListKeys::new("nothing-here/")
         .parse(fixture("recorded_keys_404"))
         .unwrap();
     assert!(out.value.is_empty());
@@ -597,7 +597,7 @@ fn recorded_session_create() {
 #[test]
 fn recorded_session_info() {
     let id = recorded_session_id("recorded_session_info");
-    let out = SessionInfo::new(id.clone())
+    let out = ReadSession::new(id.clone())
         .parse(fixture("recorded_session_info"))
         .unwrap();
     let s = out.value.unwrap();

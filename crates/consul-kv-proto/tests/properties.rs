@@ -3,13 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use bytes::Bytes;
-use consul_kv_proto::kv::{Delete, Get, GetRaw, Items, Keys, Set};
+use consul_kv_proto::kv::{Delete, Get, GetRaw, ListItems, ListKeys, Set};
 use consul_kv_proto::session::{
-    CreateSession, DestroySession, ListSessions, NodeSessions, RenewSession, SessionInfo,
+    CreateSession, DestroySession, ListNodeSessions, ListSessions, ReadSession, RenewSession,
 };
 use consul_kv_proto::txn::{Txn, TxnOp};
 use consul_kv_proto::{
-    decode_path, encode_key, validate_key, Operation, RequestContext, SessionId, Watch,
+    decode_path, encode_key, validate_key, Operation, RequestContext, SessionId, WatchMachine,
     WatchOptions,
 };
 use proptest::prelude::*;
@@ -102,19 +102,19 @@ proptest! {
         let id = SessionId::new("adf4238a-882b-9ddc-4a9d-5b6758e4159e").unwrap();
         let _ = Get::new("k").parse(resp());
         let _ = GetRaw::new("k").parse(resp());
-        let _ = Items::new("p/").parse(resp());
-        let _ = Keys::new("p/").separator("/").parse(resp());
+        let _ = ListItems::new("p/").parse(resp());
+        let _ = ListKeys::new("p/").separator("/").parse(resp());
         let _ = Set::new("k", "v").parse(resp());
         let _ = Delete::new("k").parse(resp());
         let _ = Txn::new(vec![TxnOp::get("k")]).parse(resp());
         let _ = CreateSession::new().parse(resp());
         let _ = DestroySession::new(id.clone()).parse(resp());
         let _ = RenewSession::new(id.clone()).parse(resp());
-        let _ = SessionInfo::new(id).parse(resp());
+        let _ = ReadSession::new(id).parse(resp());
         let _ = ListSessions::new().parse(resp());
-        let _ = NodeSessions::new("n").unwrap().parse(resp());
+        let _ = ListNodeSessions::new("n").unwrap().parse(resp());
         // The state machine too.
-        let mut w = Watch::new(Items::new("p/"), WatchOptions::default());
+        let mut w = WatchMachine::new(ListItems::new("p/"), WatchOptions::default());
         #[allow(clippy::disallowed_methods)]
         let now = std::time::Instant::now();
         let _ = w.poll_request(now, &RequestContext::new());
@@ -220,7 +220,7 @@ fn deep_nesting_is_an_error_not_a_crash() {
         .header("X-Consul-Index", "5")
         .body(Bytes::from(deep))
         .unwrap();
-    assert!(Items::new("p/").parse(resp).is_err());
+    assert!(ListItems::new("p/").parse(resp).is_err());
 }
 
 #[test]

@@ -154,7 +154,6 @@ async fn main() -> Result<(), BoxError> {
                 "kv.txn()...                        "
             )
         }
-        _ => {}
     }
 
     println!("\n## A watch");

@@ -120,11 +120,11 @@ impl From<HyperClient> for Client {
 /// Configures a [`Client`]. Setters never fail; [`build`](Self::build) reports errors.
 ///
 /// Deadlines, body limits, retries and the connection cap have safe defaults (see
-/// [`consul_kv_hyper::ClientBuilder`], which this wraps).
+/// [`consul_kv_hyper::HyperClientBuilder`], which this wraps).
 #[must_use = "a builder does nothing until .build()"]
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    inner: consul_kv_hyper::ClientBuilder,
+    inner: consul_kv_hyper::HyperClientBuilder,
 }
 
 macro_rules! forward {

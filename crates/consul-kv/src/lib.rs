@@ -32,21 +32,21 @@
 //! (the builders implement [`IntoFuture`](std::future::IntoFuture)). Builders take per-call
 //! settings before they are awaited:
 //!
-//! - reads: [`consistency`](kv::Get::consistency), blocking with
-//!   [`index`](kv::Get::index) / [`wait`](kv::Get::wait), and on every request
-//!   [`dc`](kv::Get::dc), [`ns`](kv::Get::ns), [`partition`](kv::Get::partition),
-//!   [`token`](kv::Get::token);
-//! - writes: [`cas`](kv::Set::cas), [`flags`](kv::Set::flags);
+//! - reads: [`consistency`](kv::GetRequest::consistency), blocking with
+//!   [`index`](kv::GetRequest::index) / [`wait`](kv::GetRequest::wait), and on every request
+//!   [`dc`](kv::GetRequest::dc), [`ns`](kv::GetRequest::ns), [`partition`](kv::GetRequest::partition),
+//!   [`token`](kv::GetRequest::token);
+//! - writes: [`cas`](kv::SetRequest::cas), [`flags`](kv::SetRequest::flags);
 //! - [`Kv::dc`] binds a whole endpoint to a datacenter: `client.kv().dc("dc2")`.
 //!
 //! Values are bytes ([`bytes::Bytes`]); a missing key is `Ok(None)`, not an error. Writes
 //! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in the
-//! seed API; [`outcome`](kv::Set::outcome) gives a [`WriteOutcome`] instead.
+//! seed API; [`outcome`](kv::SetRequest::outcome) gives a [`WriteOutcome`] instead.
 //!
 //! # Acquire and release replace the value
 //!
 //! [`Kv::acquire`] and [`Kv::release`] are writes: **Consul stores the request's value and
-//! flags in the key**, replacing what was there. Without [`value`](kv::Acquire::value) the key
+//! flags in the key**, replacing what was there. Without [`value`](kv::AcquireRequest::value) the key
 //! ends up empty. Pass the value the key should hold.
 //!
 //! # Coordination
@@ -90,18 +90,18 @@ pub use consul_kv_proto as proto;
 pub use consul_kv_proto::session::ServiceCheck;
 pub use consul_kv_proto::txn::{TxnOp, TxnResponse};
 pub use consul_kv_proto::{
-    Behavior, BuildError, Cas, Consistency, Index, Indexed, KvPair, QueryMeta, ResponseError,
-    SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
+    Behavior, BuildError, Cas, Consistency, Index, Indexed, IntoValue, KvPair, QueryMeta,
+    ResponseError, SessionEntry, SessionId, Token, TxnOpError, WatchOptions, WriteOutcome,
 };
 
 pub use client::{Client, ClientBuilder};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
 pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
-pub use meta::ConsulMeta;
+pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};
 pub use session::{Session, SessionExpired, SessionKeeper, SessionList, SessionLost, Sessions};
-pub use txn::{Txn, TxnOutcome};
+pub use txn::{TxnOutcome, TxnRequest};
 pub use watch::{KeyWatch, PrefixWatch};
 
 /// A `Result` whose error is the executor's [`Error`].

@@ -158,7 +158,7 @@ impl Common {
         index: Option<Index>,
         wait: Duration,
     ) -> Result<Indexed<Vec<KvPair>>> {
-        let mut items = op::Items::new(prefix).with_options(self.kv.scope.read_options());
+        let mut items = op::ListItems::new(prefix).with_options(self.kv.scope.read_options());
         if let Some(i) = index {
             items = items.block(i, wait);
         }
@@ -170,8 +170,8 @@ macro_rules! common_builder_setters {
     () => {
         /// The value stored with the key (the lock key, or the semaphore's contender key).
         /// Default empty.
-        pub fn value(mut self, value: impl Into<bytes::Bytes>) -> Self {
-            self.common.value = value.into();
+        pub fn value(mut self, value: impl consul_kv_proto::IntoValue) -> Self {
+            self.common.value = value.into_value();
             self
         }
 

@@ -1,10 +1,13 @@
-//! [`ConsulMeta`]: what Consul said about a read, and the CAS id it carries.
+//! [`ConsulMeta`]: what Consul said about a read, and the CAS id it carries; [`IntoCas`]: what
+//! `.cas(..)` accepts.
 
 use std::time::Duration;
 
-use consul_kv_proto::{Cas, Index, QueryMeta};
+use consul_kv_proto::{Cas, Index, KvPair, QueryMeta};
 
-/// The meta of a read: the seed's `value.consul`.
+use crate::kv::Key;
+
+/// The meta of a read: what aioconsul's API calls `value.consul`.
 ///
 /// It carries the index to block on, the leader information of the answering server and, for a
 /// single key, the key's modify index: the CAS id. Pass it to `.cas(..)` on a write and the write
@@ -65,8 +68,8 @@ impl ConsulMeta {
         self.modify_index
     }
 
-    /// The CAS id, as the seed defines it: the key's modify index for a single key, else the
-    /// read's last index.
+    /// The CAS id, as aioconsul's API defines it: the key's modify index for a single key, else
+    /// the read's last index.
     pub fn cas_index(&self) -> Index {
         self.modify_index.unwrap_or(self.query.last_index)
     }
@@ -84,5 +87,70 @@ impl From<&ConsulMeta> for Index {
     /// with `.index(..)`.
     fn from(meta: &ConsulMeta) -> Self {
         meta.cas_index()
+    }
+}
+
+/// What a check-and-set write accepts as its condition (`kv.set(..).cas(..)`,
+/// `kv.txn().cas(..)`): whatever a read returned, or an explicit [`Cas`].
+///
+/// | argument | condition |
+/// |---|---|
+/// | `Option<&Key>`, `Option<&KvPair>` | `None`: create only ([`Cas::Absent`]); `Some`: that version |
+/// | [`&Key`](Key), [`&KvPair`](KvPair) | the entry's modify index |
+/// | [`&ConsulMeta`](ConsulMeta) | [`ConsulMeta::cas_index`] |
+/// | [`Index`] | that modify index |
+/// | [`Cas`] | as given |
+///
+/// ```
+/// use consul_kv::{Cas, Index, IntoCas, Key};
+///
+/// let absent: Option<&Key> = None; // what `kv.get(..).await?.as_ref()` gives for a missing key
+/// assert_eq!(absent.into_cas(), Cas::Absent);
+/// assert_eq!(Index::new(7).into_cas(), Cas::ModifyIndex(Index::new(7)));
+/// ```
+pub trait IntoCas {
+    /// The CAS condition.
+    fn into_cas(self) -> Cas;
+}
+
+impl IntoCas for Cas {
+    fn into_cas(self) -> Cas {
+        self
+    }
+}
+
+impl IntoCas for Index {
+    fn into_cas(self) -> Cas {
+        Cas::ModifyIndex(self)
+    }
+}
+
+impl IntoCas for &KvPair {
+    fn into_cas(self) -> Cas {
+        Cas::from(self)
+    }
+}
+
+impl IntoCas for Option<&KvPair> {
+    fn into_cas(self) -> Cas {
+        Cas::from(self)
+    }
+}
+
+impl IntoCas for &Key {
+    fn into_cas(self) -> Cas {
+        Cas::from(self)
+    }
+}
+
+impl IntoCas for Option<&Key> {
+    fn into_cas(self) -> Cas {
+        self.map_or(Cas::Absent, Cas::from)
+    }
+}
+
+impl IntoCas for &ConsulMeta {
+    fn into_cas(self) -> Cas {
+        Cas::from(self)
     }
 }

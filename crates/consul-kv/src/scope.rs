@@ -164,7 +164,21 @@ macro_rules! read_setters {
     };
 }
 
-pub(crate) use {common_setters, read_setters};
+/// `IntoFuture` for a request builder with an `async fn send(self) -> Result<$out>`: `.await`
+/// sends it. The future owns the builder, so it is `'static`.
+macro_rules! into_future {
+    ($ty:ty, $out:ty) => {
+        impl std::future::IntoFuture for $ty {
+            type Output = $crate::Result<$out>;
+            type IntoFuture = $crate::BoxFuture<'static, $crate::Result<$out>>;
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.send())
+            }
+        }
+    };
+}
+
+pub(crate) use {common_setters, into_future, read_setters};
 
 /// The wait sent with a blocking read when the caller gave an index but no wait.
 pub(crate) const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);

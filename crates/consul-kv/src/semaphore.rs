@@ -267,7 +267,7 @@ impl fmt::Debug for Semaphore {
 
 impl Semaphore {
     fn start(common: Common, layout: Layout, session: SessionId, keeper: SessionKeeper) -> Self {
-        let items = op::Items::new(layout.list_prefix())
+        let items = op::ListItems::new(layout.list_prefix())
             .with_options(common.kv.scope.read_options())
             .consistency(Consistency::Consistent);
         let held = {

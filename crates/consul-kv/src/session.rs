@@ -1,7 +1,7 @@
 //! The session endpoint: [`Sessions`], [`Session`], and the keep-alive [`SessionKeeper`].
 
 use std::fmt;
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::meta::ConsulMeta;
-use crate::scope::{common_setters, finish_read, read_setters, BoxFuture, Scope};
+use crate::scope::{common_setters, finish_read, into_future, read_setters, Scope};
 use crate::{Client, Error, Result};
 
 /// The session endpoint, from [`Client::session`].
@@ -58,11 +58,11 @@ impl Sessions {
 
     /// Creates a session. Without settings it gets Consul's defaults: the agent's node, the
     /// `serfHealth` check, a 15 s lock-delay, behavior `release` and no TTL.
-    pub fn create(&self) -> CreateSession<'_> {
+    pub fn create(&self) -> CreateSessionRequest {
         let mut op = op::CreateSession::new();
         *op.options_mut() = self.scope.write_options();
-        CreateSession {
-            sessions: self,
+        CreateSessionRequest {
+            sessions: self.clone(),
             op,
             ttl: None,
         }
@@ -70,42 +70,48 @@ impl Sessions {
 
     /// Destroys a session; its locks are released (or their keys deleted, for behavior
     /// `delete`). Resolves to `true`, also for an unknown session.
-    pub fn destroy(&self, id: impl AsRef<SessionId>) -> DestroySession<'_> {
+    pub fn destroy(&self, id: impl AsRef<SessionId>) -> DestroySessionRequest {
         let mut op = op::DestroySession::new(id.as_ref().clone());
         *op.options_mut() = self.scope.write_options();
-        DestroySession { sessions: self, op }
+        DestroySessionRequest {
+            sessions: self.clone(),
+            op,
+        }
     }
 
     /// Renews a TTL session. Resolves to the session as Consul now describes it (its TTL may be
     /// longer than asked, under load), or `None` when Consul no longer knows it: it expired or
     /// was destroyed.
-    pub fn renew(&self, id: impl AsRef<SessionId>) -> RenewSession<'_> {
+    pub fn renew(&self, id: impl AsRef<SessionId>) -> RenewSessionRequest {
         let mut op = op::RenewSession::new(id.as_ref().clone());
         *op.options_mut() = self.scope.write_options();
-        RenewSession { sessions: self, op }
+        RenewSessionRequest {
+            sessions: self.clone(),
+            op,
+        }
     }
 
     /// Reads one session; `None` when Consul does not know it.
-    pub fn info(&self, id: impl AsRef<SessionId>) -> SessionInfo<'_> {
-        SessionInfo {
-            sessions: self,
-            op: op::SessionInfo::new(id.as_ref().clone()).with_options(self.scope.read_options()),
+    pub fn info(&self, id: impl AsRef<SessionId>) -> ReadSessionRequest {
+        ReadSessionRequest {
+            sessions: self.clone(),
+            op: op::ReadSession::new(id.as_ref().clone()).with_options(self.scope.read_options()),
         }
     }
 
     /// Lists the sessions of one node.
-    pub fn node(&self, node: impl Into<String>) -> NodeSessions<'_> {
-        NodeSessions {
-            sessions: self,
-            op: op::NodeSessions::new(node).map(|o| o.with_options(self.scope.read_options())),
-            fallback: self.scope.read_options(),
+    pub fn node(&self, node: impl Into<String>) -> ListNodeSessionsRequest {
+        ListNodeSessionsRequest {
+            sessions: self.clone(),
+            node: node.into(),
+            opts: self.scope.read_options(),
         }
     }
 
     /// Lists every session in the datacenter.
-    pub fn list(&self) -> ListSessions<'_> {
-        ListSessions {
-            sessions: self,
+    pub fn list(&self) -> ListSessionsRequest {
+        ListSessionsRequest {
+            sessions: self.clone(),
             op: op::ListSessions::new().with_options(self.scope.read_options()),
         }
     }
@@ -238,28 +244,16 @@ impl IntoIterator for SessionList {
 // ---------------------------------------------------------------------------------------------
 // Builders.
 
-macro_rules! into_future {
-    ($ty:ident, $out:ty) => {
-        impl<'a> IntoFuture for $ty<'a> {
-            type Output = Result<$out>;
-            type IntoFuture = BoxFuture<'a, Result<$out>>;
-            fn into_future(self) -> Self::IntoFuture {
-                Box::pin(self.send())
-            }
-        }
-    };
-}
-
 /// A [`Sessions::create`] request. Resolves to a [`Session`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
-pub struct CreateSession<'a> {
-    sessions: &'a Sessions,
+#[derive(Debug, Clone)]
+pub struct CreateSessionRequest {
+    sessions: Sessions,
     op: op::CreateSession,
     ttl: Option<Duration>,
 }
 
-impl CreateSession<'_> {
+impl CreateSessionRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
         self.op.options_mut()
     }
@@ -335,17 +329,17 @@ impl CreateSession<'_> {
         })
     }
 }
-into_future!(CreateSession, Session);
+into_future!(CreateSessionRequest, Session);
 
 /// A [`Sessions::destroy`] request. Resolves to `bool`.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
-pub struct DestroySession<'a> {
-    sessions: &'a Sessions,
+#[derive(Debug, Clone)]
+pub struct DestroySessionRequest {
+    sessions: Sessions,
     op: op::DestroySession,
 }
 
-impl DestroySession<'_> {
+impl DestroySessionRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
         self.op.options_mut()
     }
@@ -360,17 +354,17 @@ impl DestroySession<'_> {
         self.sessions.client.exec.execute(&self.op).await
     }
 }
-into_future!(DestroySession, bool);
+into_future!(DestroySessionRequest, bool);
 
 /// A [`Sessions::renew`] request. Resolves to `Option<SessionEntry>`; `None` means expired.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
-pub struct RenewSession<'a> {
-    sessions: &'a Sessions,
+#[derive(Debug, Clone)]
+pub struct RenewSessionRequest {
+    sessions: Sessions,
     op: op::RenewSession,
 }
 
-impl RenewSession<'_> {
+impl RenewSessionRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
         self.op.options_mut()
     }
@@ -386,17 +380,17 @@ impl RenewSession<'_> {
         self.sessions.client.exec.execute(&self.op).await
     }
 }
-into_future!(RenewSession, Option<SessionEntry>);
+into_future!(RenewSessionRequest, Option<SessionEntry>);
 
 /// A [`Sessions::info`] request. Resolves to `Option<SessionEntry>`.
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
-pub struct SessionInfo<'a> {
-    sessions: &'a Sessions,
-    op: op::SessionInfo,
+#[derive(Debug, Clone)]
+pub struct ReadSessionRequest {
+    sessions: Sessions,
+    op: op::ReadSession,
 }
 
-impl SessionInfo<'_> {
+impl ReadSessionRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
         &mut self.op.options_mut().common
     }
@@ -417,28 +411,25 @@ impl SessionInfo<'_> {
         Ok(self.sessions.client.exec.execute(&self.op).await?.value)
     }
 }
-into_future!(SessionInfo, Option<SessionEntry>);
+into_future!(ReadSessionRequest, Option<SessionEntry>);
 
 /// A [`Sessions::node`] request. Resolves to a [`SessionList`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
-pub struct NodeSessions<'a> {
-    sessions: &'a Sessions,
-    op: std::result::Result<op::NodeSessions, consul_kv_proto::BuildError>,
-    /// Where the setters write while `op` holds an error.
-    fallback: ReadOptions,
+#[derive(Debug, Clone)]
+pub struct ListNodeSessionsRequest {
+    sessions: Sessions,
+    /// The node; checked (not empty) when sent.
+    node: String,
+    opts: ReadOptions,
 }
 
-impl NodeSessions<'_> {
+impl ListNodeSessionsRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
-        &mut self.read_mut().common
+        &mut self.opts.common
     }
 
     fn read_mut(&mut self) -> &mut ReadOptions {
-        match &mut self.op {
-            Ok(op) => op.options_mut(),
-            Err(_) => &mut self.fallback,
-        }
+        &mut self.opts
     }
 
     read_setters!();
@@ -447,9 +438,9 @@ impl NodeSessions<'_> {
     ///
     /// # Errors
     /// An [`Error`] for an empty node name, a transport failure or an error answer.
-    pub async fn send(self) -> Result<SessionList> {
-        let mut op = self.op?;
-        finish_read(op.options_mut());
+    pub async fn send(mut self) -> Result<SessionList> {
+        finish_read(&mut self.opts);
+        let op = op::ListNodeSessions::new(self.node)?.with_options(self.opts);
         let r = self.sessions.client.exec.execute(&op).await?;
         Ok(SessionList {
             entries: r.value,
@@ -457,17 +448,17 @@ impl NodeSessions<'_> {
         })
     }
 }
-into_future!(NodeSessions, SessionList);
+into_future!(ListNodeSessionsRequest, SessionList);
 
 /// A [`Sessions::list`] request. Resolves to a [`SessionList`].
 #[must_use = "a request does nothing until it is awaited"]
-#[derive(Debug)]
-pub struct ListSessions<'a> {
-    sessions: &'a Sessions,
+#[derive(Debug, Clone)]
+pub struct ListSessionsRequest {
+    sessions: Sessions,
     op: op::ListSessions,
 }
 
-impl ListSessions<'_> {
+impl ListSessionsRequest {
     fn common_mut(&mut self) -> &mut WriteOptions {
         &mut self.op.options_mut().common
     }
@@ -491,7 +482,7 @@ impl ListSessions<'_> {
         })
     }
 }
-into_future!(ListSessions, SessionList);
+into_future!(ListSessionsRequest, SessionList);
 
 // ---------------------------------------------------------------------------------------------
 // Keep-alive.

@@ -1,16 +1,15 @@
-//! Transactions: [`Txn`], from [`Kv::txn`](crate::Kv::txn).
+//! Transactions: [`TxnRequest`], from [`Kv::txn`](crate::Kv::txn).
 
-use std::future::IntoFuture;
-
-use bytes::Bytes;
-use consul_kv_proto::txn::{self as op, TxnOp};
+use consul_kv_proto::txn::{self as op, TxnOp, TxnResponse};
 use consul_kv_proto::{
-    Cas, Consistency, Index, KvPair, ResponseError, SessionId, TxnOpError, WriteOptions,
+    Consistency, Index, IntoValue, KvPair, ResponseError, SessionId, TxnErrors, TxnOpError,
+    WriteOptions,
 };
 
 use crate::kv::Kv;
-use crate::scope::{common_setters, BoxFuture};
-use crate::{Error, Result};
+use crate::meta::IntoCas;
+use crate::scope::{common_setters, into_future};
+use crate::{Client, Error, Result};
 
 /// A KV transaction (`PUT /v1/txn`): the operations are applied atomically, all or none.
 ///
@@ -31,21 +30,29 @@ use crate::{Error, Result};
 /// match outcome {
 ///     TxnOutcome::Committed(r) => println!("{} results", r.results.len()),
 ///     TxnOutcome::RolledBack(errors) => println!("rolled back: {errors:?}"),
-///     _ => {}
 /// }
 /// # Ok(()) }
 /// ```
 #[must_use = "a transaction does nothing until it is awaited"]
-#[derive(Debug)]
-pub struct Txn<'a> {
-    kv: &'a Kv,
+#[derive(Debug, Clone)]
+pub struct TxnRequest {
+    client: Client,
     ops: Vec<TxnOp>,
     consistency: Consistency,
     opts: WriteOptions,
 }
 
-/// What a transaction came to.
-#[non_exhaustive]
+/// What a transaction came to: committed or rolled back, nothing else (so a `match` needs no
+/// catch-all arm).
+///
+/// [`into_result`](Self::into_result) turns a rollback into an [`Error`], for `?`:
+///
+/// ```no_run
+/// # async fn demo(kv: consul_kv::Kv) -> consul_kv::Result<()> {
+/// let committed = kv.txn().check_not_exists("jobs/42").set("jobs/42", "mine").await?.into_result()?;
+/// println!("{} results", committed.results.len());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOutcome {
     /// Every operation was applied. The results hold one entry per operation that returns one
@@ -77,15 +84,30 @@ impl TxnOutcome {
             Self::RolledBack(e) => Some(e),
         }
     }
+
+    /// The response when committed; a rollback as the error `.await` would have returned
+    /// without [`TxnOutcome`]: [`ResponseError::TxnRolledBack`] (`409`), with every
+    /// per-operation error behind `source()`.
+    ///
+    /// # Errors
+    /// [`Error::Response`] holding [`ResponseError::TxnRolledBack`] when rolled back.
+    pub fn into_result(self) -> Result<TxnResponse> {
+        match self {
+            Self::Committed(r) => Ok(r),
+            Self::RolledBack(errors) => Err(Error::from(ResponseError::TxnRolledBack {
+                errors: TxnErrors(errors),
+            })),
+        }
+    }
 }
 
-impl<'a> Txn<'a> {
-    pub(crate) fn new(kv: &'a Kv) -> Self {
+impl TxnRequest {
+    pub(crate) fn new(kv: &Kv) -> Self {
         Self {
-            kv,
+            client: kv.client.clone(),
+            opts: kv.scope.write_options(),
             ops: Vec::new(),
             consistency: Consistency::Default,
-            opts: kv.scope.write_options(),
         }
     }
 
@@ -121,24 +143,19 @@ impl<'a> Txn<'a> {
     }
 
     /// `set`: writes `value` to `key`.
-    pub fn set(self, key: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn set(self, key: impl Into<String>, value: impl IntoValue) -> Self {
         self.op(TxnOp::set(key, value))
     }
 
     /// `set` with flags.
-    pub fn set_with_flags(
-        self,
-        key: impl Into<String>,
-        value: impl Into<Bytes>,
-        flags: u64,
-    ) -> Self {
+    pub fn set_with_flags(self, key: impl Into<String>, value: impl IntoValue, flags: u64) -> Self {
         self.op(TxnOp::set(key, value).with_flags(flags))
     }
 
     /// `cas`: writes `value` if the key's modify index matches ([`Cas::Absent`]: if the key
     /// does not exist).
-    pub fn cas(self, key: impl Into<String>, value: impl Into<Bytes>, cas: impl Into<Cas>) -> Self {
-        self.op(TxnOp::cas(key, value, cas))
+    pub fn cas(self, key: impl Into<String>, value: impl IntoValue, cas: impl IntoCas) -> Self {
+        self.op(TxnOp::cas(key, value, cas.into_cas()))
     }
 
     /// `lock`: acquires `key` for `session`. **Replaces the value** with `value`, like
@@ -146,7 +163,7 @@ impl<'a> Txn<'a> {
     pub fn lock(
         self,
         key: impl Into<String>,
-        value: impl Into<Bytes>,
+        value: impl IntoValue,
         session: impl AsRef<SessionId>,
     ) -> Self {
         self.op(TxnOp::lock(key, value, session.as_ref().clone()))
@@ -157,7 +174,7 @@ impl<'a> Txn<'a> {
     pub fn unlock(
         self,
         key: impl Into<String>,
-        value: impl Into<Bytes>,
+        value: impl IntoValue,
         session: impl AsRef<SessionId>,
     ) -> Self {
         self.op(TxnOp::unlock(key, value, session.as_ref().clone()))
@@ -216,7 +233,7 @@ impl<'a> Txn<'a> {
     pub async fn send(self) -> Result<TxnOutcome> {
         let mut t = op::Txn::new(self.ops).consistency(self.consistency);
         *t.options_mut() = self.opts;
-        match self.kv.client.exec.execute(&t).await {
+        match self.client.exec.execute(&t).await {
             Ok(r) => Ok(TxnOutcome::Committed(r)),
             Err(Error::Response(ResponseError::TxnRolledBack { errors })) => {
                 Ok(TxnOutcome::RolledBack(errors.0))
@@ -226,10 +243,4 @@ impl<'a> Txn<'a> {
     }
 }
 
-impl<'a> IntoFuture for Txn<'a> {
-    type Output = Result<TxnOutcome>;
-    type IntoFuture = BoxFuture<'a, Result<TxnOutcome>>;
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.send())
-    }
-}
+into_future!(TxnRequest, TxnOutcome);

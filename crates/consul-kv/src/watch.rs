@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use consul_kv_hyper::Watcher;
+use consul_kv_hyper::HyperWatch;
 use consul_kv_proto::kv as op;
 use consul_kv_proto::{Blocking, Consistency, Indexed, WatchOptions};
 use futures_core::Stream;
@@ -20,7 +20,7 @@ enum State<O: Blocking> {
     /// Not polled yet: options may still change.
     Init(Client, O, WatchOptions),
     /// Between two results.
-    Idle(Box<Watcher<O>>),
+    Idle(Box<HyperWatch<O>>),
     /// Waiting for the next result; the future hands the watcher back.
     Busy(Next<O>),
     /// The request cannot be built (an invalid key, datacenter or token): the error was
@@ -30,8 +30,8 @@ enum State<O: Blocking> {
     Gone,
 }
 
-/// One `Watcher::next` in flight; it hands the watcher back with the result.
-type Next<O> = BoxFuture<'static, (Box<Watcher<O>>, Result<Indexed<<O as Blocking>::Value>>)>;
+/// One `HyperWatch::next` in flight; it hands the watcher back with the result.
+type Next<O> = BoxFuture<'static, (Box<HyperWatch<O>>, Result<Indexed<<O as Blocking>::Value>>)>;
 
 struct Inner<O: Blocking> {
     state: State<O>,
@@ -41,7 +41,7 @@ impl<O> Inner<O>
 where
     O: Blocking + Send + 'static,
     O::Value: Clone + PartialEq + Send + 'static,
-    Watcher<O>: Send,
+    HyperWatch<O>: Send,
 {
     fn new(client: Client, op: O) -> Self {
         Self {
@@ -227,11 +227,11 @@ impl fmt::Debug for KeyWatch {
 /// any key, value, flags or session under the prefix. Behaves like [`KeyWatch`] otherwise.
 #[must_use = "a watch does nothing until it is polled"]
 pub struct PrefixWatch {
-    inner: Inner<op::Items>,
+    inner: Inner<op::ListItems>,
 }
 
 impl PrefixWatch {
-    pub(crate) fn new(client: Client, op: op::Items) -> Self {
+    pub(crate) fn new(client: Client, op: op::ListItems) -> Self {
         Self {
             inner: Inner::new(client, op),
         }
