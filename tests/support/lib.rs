@@ -10,4 +10,5 @@
 pub mod consul;
 pub mod proxy;
 pub mod server;
+pub mod skips;
 pub mod workloads;

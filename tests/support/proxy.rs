@@ -110,7 +110,7 @@ impl Fault {
 struct Plan {
     queue: VecDeque<Fault>,
     default: Option<Fault>,
-    random: Option<(u32, Vec<Fault>, u64)>,
+    random: Option<(u32, Vec<Fault>, fastrand::Rng)>,
 }
 
 impl Plan {
@@ -119,12 +119,8 @@ impl Plan {
             return f;
         }
         if let Some((percent, faults, rng)) = &mut self.random {
-            *rng ^= *rng << 13;
-            *rng ^= *rng >> 7;
-            *rng ^= *rng << 17;
-            if !faults.is_empty() && (*rng % 100) < u64::from(*percent) {
-                let i = usize::try_from((*rng >> 8) % faults.len() as u64).unwrap_or(0);
-                return faults[i].clone();
+            if !faults.is_empty() && rng.u32(..100) < *percent {
+                return faults[rng.usize(..faults.len())].clone();
             }
         }
         self.default.clone().unwrap_or(Fault::Pass)
@@ -225,7 +221,8 @@ impl FaultProxy {
     /// Applies one of `faults` to `percent`% of requests (after the queue), chosen by a seeded
     /// generator.
     pub fn set_random(&self, percent: u32, faults: Vec<Fault>, seed: u64) {
-        self.plan.lock().unwrap().random = Some((percent.min(100), faults, seed | 1));
+        self.plan.lock().unwrap().random =
+            Some((percent.min(100), faults, fastrand::Rng::with_seed(seed)));
     }
 
     /// Clears the queue, the default and the random faults.

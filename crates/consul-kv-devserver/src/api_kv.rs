@@ -8,8 +8,9 @@ use http::StatusCode;
 
 use crate::blocking::{self, Run, Target};
 use crate::go;
+use crate::reply::{empty, json, set_header, text, Resp};
+use crate::request::{Authz, BodyError, Ctx, Opts};
 use crate::state::KvWrite;
-use crate::web::{empty, json, set_header, text, Authz, BodyError, Ctx, Opts, Resp};
 
 /// `KVSEndpoint`.
 pub(crate) async fn kv(ctx: Ctx) -> Resp {

@@ -13,8 +13,10 @@ use serde_json::Value;
 
 use crate::blocking::{self, Run, Target};
 use crate::go;
+use crate::gojson::{field_error, lower_fields};
+use crate::reply::{json, text, Resp};
+use crate::request::{Authz, BodyError, Ctx};
 use crate::state::{Behavior, SessionRec};
-use crate::web::{json, text, Authz, BodyError, Ctx, Resp};
 
 /// The agent's only check.
 pub(crate) const SERF_HEALTH: &str = "serfHealth";
@@ -30,43 +32,8 @@ fn bad(msg: impl Into<String>) -> Resp {
     text(StatusCode::BAD_REQUEST, msg)
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// A JSON object with lower-cased field names (Go matches struct fields case-insensitively;
-/// a later duplicate wins, as in Go).
-pub(crate) fn lower_fields(
-    v: Value,
-    go_type: &str,
-) -> Result<Option<HashMap<String, Value>>, String> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Object(m) => Ok(Some(
-            m.into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
-        )),
-        other => Err(format!(
-            "json: cannot unmarshal {} into Go value of type {go_type}",
-            kind(&other)
-        )),
-    }
-}
-
 fn type_err(v: &Value, field: &str, go_type: &str) -> String {
-    let what = match v {
-        Value::Number(n) => format!("number {n}"),
-        other => kind(other).to_owned(),
-    };
-    format!("json: cannot unmarshal {what} into Go struct field Session.{field} of type {go_type}")
+    field_error(v, &format!("Session.{field}"), go_type)
 }
 
 fn string_field(m: &HashMap<String, Value>, field: &str, out: &mut String) -> Result<(), String> {

@@ -12,10 +12,11 @@ use http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api_session::lower_fields;
 use crate::go::quote;
+use crate::gojson::{described, field_error, lower_fields};
+use crate::reply::{json, text, Meta, Resp};
+use crate::request::{Authz, BodyError, Ctx};
 use crate::state::TxnKv;
-use crate::web::{json, text, Authz, BodyError, Ctx, Meta, Resp};
 
 /// Consul's `maxTxnOps` (since 1.14).
 pub(crate) const MAX_TXN_OPS: usize = 128;
@@ -29,22 +30,8 @@ enum Op {
     Unsupported(&'static str),
 }
 
-fn kind(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Bool(_) => "bool".into(),
-        Value::Number(n) => format!("number {n}"),
-        Value::String(_) => "string".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
-    }
-}
-
 fn field_err(v: &Value, field: &str, go_type: &str) -> String {
-    format!(
-        "json: cannot unmarshal {} into Go struct field KVTxnOp.KV.{field} of type {go_type}",
-        kind(v)
-    )
+    field_error(v, &format!("KVTxnOp.KV.{field}"), go_type)
 }
 
 fn str_field(m: &HashMap<String, Value>, field: &str) -> Result<String, String> {
@@ -157,7 +144,7 @@ pub(crate) async fn txn(mut ctx: Ctx) -> Resp {
         Ok(other) => {
             return parse_err(format!(
                 "json: cannot unmarshal {} into Go value of type api.TxnOps",
-                kind(&other)
+                described(&other)
             ))
         }
         Err(e) => return parse_err(e.to_string()),

@@ -1,33 +1,13 @@
-//! Go standard-library behaviour that Consul's answers depend on: `time.ParseDuration`,
-//! `strconv.ParseUint`, `strconv.Quote`, `url.ParseQuery` / `Values.Encode` and the
-//! `http.ServeMux` path cleaning. Error texts are Go's, because Consul returns them verbatim.
+//! Go standard-library behaviour that Consul's answers depend on: `time.ParseDuration` and
+//! `strconv.Quote` (both from `consul_kv_proto`, shared with the client side),
+//! `strconv.ParseUint`, `url.ParseQuery` / `Values.Encode` (decoding with the proto crate's
+//! percent-decoder) and the `http.ServeMux` path cleaning. Error texts are Go's, because Consul returns them verbatim.
 
-use consul_kv_proto::is_printable;
+use consul_kv_proto::duration::parse_go_nanos;
+use consul_kv_proto::percent_decode;
 
 /// Go's `strconv.Quote` (also what `%q` and `%#v` print for a string).
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{07}' => out.push_str("\\a"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{0b}' => out.push_str("\\v"),
-            c if is_printable(c) => out.push(c),
-            c if u32::from(c) < 0x80 => out.push_str(&format!("\\x{:02x}", u32::from(c))),
-            c if u32::from(c) <= 0xffff => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push_str(&format!("\\U{:08x}", u32::from(c))),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use consul_kv_proto::go_quote as quote;
 
 /// Go's `strconv.ParseUint(s, 10, 64)`, with Go's error text.
 pub(crate) fn parse_uint(s: &str) -> Result<u64, String> {
@@ -44,97 +24,8 @@ pub(crate) fn parse_uint(s: &str) -> Result<u64, String> {
 }
 
 /// Go's `time.ParseDuration`: nanoseconds (possibly negative), or Go's error text.
-pub(crate) fn parse_duration(orig: &str) -> Result<i128, String> {
-    let invalid = || format!("time: invalid duration {}", quote(orig));
-    let mut s = orig;
-    let mut neg = false;
-    if let Some(c) = s.chars().next() {
-        if c == '-' || c == '+' {
-            neg = c == '-';
-            s = &s[1..];
-        }
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: u128 = 0;
-    while !s.is_empty() {
-        let b = s.as_bytes();
-        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
-            return Err(invalid());
-        }
-        // Integer part.
-        let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
-        let int_part = &s[..int_len];
-        let v: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse::<u128>().map_err(|_| invalid())?
-        };
-        if v > (1u128 << 63) {
-            return Err(invalid());
-        }
-        s = &s[int_len..];
-        // Fraction.
-        let mut frac = "";
-        let mut post = false;
-        if s.starts_with('.') {
-            s = &s[1..];
-            let flen = s.bytes().take_while(|c| c.is_ascii_digit()).count();
-            frac = &s[..flen];
-            post = flen > 0;
-            s = &s[flen..];
-        }
-        if int_len == 0 && !post {
-            return Err(invalid());
-        }
-        // Unit.
-        let ulen = s
-            .char_indices()
-            .find(|&(_, c)| c == '.' || c.is_ascii_digit())
-            .map_or(s.len(), |(i, _)| i);
-        if ulen == 0 {
-            return Err(format!("time: missing unit in duration {}", quote(orig)));
-        }
-        let unit_str = &s[..ulen];
-        s = &s[ulen..];
-        let unit: u128 = match unit_str {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    quote(unit_str),
-                    quote(orig)
-                ))
-            }
-        };
-        let mut value = v.checked_mul(unit).ok_or_else(invalid)?;
-        let mut scale = unit;
-        for d in frac.bytes().take(30) {
-            scale /= 10;
-            value += u128::from(d - b'0') * scale;
-        }
-        total = total.checked_add(value).ok_or_else(invalid)?;
-        if total > (1u128 << 63) {
-            return Err(invalid());
-        }
-    }
-    let total = i128::try_from(total).map_err(|_| invalid())?;
-    if neg {
-        Ok(-total)
-    } else if total > i128::from(i64::MAX) {
-        Err(invalid())
-    } else {
-        Ok(total)
-    }
+pub(crate) fn parse_duration(s: &str) -> Result<i128, String> {
+    parse_go_nanos(s).map(i128::from).map_err(|e| e.to_string())
 }
 
 /// A parsed query string with Go's `url.Values` semantics (order of values kept per key).
@@ -193,39 +84,9 @@ impl Query {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Go's `url.QueryUnescape` (`+` is a space). `None` on a malformed escape.
 fn query_unescape(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hi = hex(*b.get(i + 1)?)?;
-                let lo = hex(*b.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    percent_decode(s, true).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// Go's `url.QueryEscape`.

@@ -143,19 +143,26 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+// Layers, each depending only on those listed after it: `listener` → `router` → the
+// handlers (`api_*`) → `request` / `reply` / `gojson` → `blocking` / `server` → `state` → `go`.
 mod api_kv;
 mod api_session;
+mod api_status;
 mod api_txn;
 mod blocking;
 mod export;
 mod gc;
 mod go;
+mod gojson;
+mod listener;
 mod logs;
+mod reply;
+mod request;
 mod rng;
+mod router;
 mod server;
 mod state;
 mod wal;
-mod web;
 
 pub use wal::Recovery;
 
@@ -447,7 +454,7 @@ impl DevServerBuilder {
         let task = tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
-                server::accept_loop(Arc::clone(&shared), listener, rx).await;
+                listener::accept_loop(Arc::clone(&shared), listener, rx).await;
                 save(&shared)
             }
         });

@@ -3,7 +3,7 @@
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
 //!                     [--acl-token TOKEN] [--data FILE] [--tombstone-ttl 15m]
-//!                     [--log-level info]
+//!                     [--node-name NAME] [--log-level info]
 //! ```
 //!
 //! Logs go to stderr (level from `--log-level`, else `RUST_LOG` if it is a plain level, else
@@ -14,82 +14,47 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use consul_kv_devserver::DevServer;
 use tracing::Level;
 
-const USAGE: &str = "usage: consul-kv-devserver [--listen ADDR] [--datacenter DC]... \
-[--acl-token TOKEN] [--data FILE] [--tombstone-ttl DURATION] [--log-level LEVEL]
-
-  --listen ADDR        address to listen on (default 127.0.0.1:8500)
-  --datacenter DC      a datacenter; repeat for more; the first is the default (default dc1)
-  --acl-token TOKEN    enable ACL mode with this management token
-  --data FILE          keep every datacenter, session and index in this write-ahead log:
-                       a write is on disk before it is answered (a `consul kv export`
-                       file is imported into the default datacenter)
-  --tombstone-ttl D    reap tombstones older than D, a Go duration (default 15m; 0 = never)
-  --log-level LEVEL    error, warn, info, debug or trace (default info)
-  -h, --help           this text";
-
-#[derive(Debug)]
+/// An embedded, Consul-compatible KV, session and transaction server.
+#[derive(Debug, Parser)]
+#[command(name = "consul-kv-devserver", version)]
 struct Args {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8500")]
     listen: SocketAddr,
+    /// A datacenter; repeat for more; the first is the default (default dc1).
+    #[arg(long = "datacenter", visible_alias = "dc", value_name = "DC")]
     datacenters: Vec<String>,
+    /// Enable ACL mode with this management token.
+    #[arg(long, value_name = "TOKEN")]
     acl_token: Option<String>,
+    /// Keep every datacenter, session and index in this write-ahead log: a write is on disk
+    /// before it is answered (a `consul kv export` file is imported into the default
+    /// datacenter).
+    #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
-    tombstone_ttl: Option<std::time::Duration>,
-    level: Level,
+    /// Reap tombstones older than this Go duration, like Consul's `tombstone_ttl` (0: never).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_ttl)]
+    tombstone_ttl: std::time::Duration,
+    /// The agent's node name (default: the host name, else `devserver`).
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// error, warn, info, debug or trace (default: `RUST_LOG` if it is a plain level, else info).
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    log_level: Option<Level>,
 }
 
-fn parse_level(s: &str) -> Option<Level> {
-    s.trim().parse().ok()
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    consul_kv_proto::parse_go_duration(s).ok_or_else(|| format!("not a duration like 15m: {s:?}"))
 }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
-    let mut args = Args {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8500)),
-        datacenters: Vec::new(),
-        acl_token: None,
-        data: None,
-        tombstone_ttl: Some(consul_kv_devserver::DEFAULT_TOMBSTONE_TTL),
-        level: std::env::var("RUST_LOG")
-            .ok()
-            .and_then(|s| parse_level(&s))
-            .unwrap_or(Level::INFO),
-    };
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--listen" => {
-                let v = value("--listen")?;
-                args.listen = v.parse().map_err(|e| format!("--listen {v:?}: {e}"))?;
-            }
-            "--datacenter" | "--dc" => args.datacenters.push(value("--datacenter")?),
-            "--acl-token" => args.acl_token = Some(value("--acl-token")?),
-            "--data" => args.data = Some(PathBuf::from(value("--data")?)),
-            "--tombstone-ttl" => {
-                let v = value("--tombstone-ttl")?;
-                let d = consul_kv_proto::parse_go_duration(&v)
-                    .ok_or_else(|| format!("--tombstone-ttl {v:?}: not a duration like 15m"))?;
-                args.tombstone_ttl = Some(d).filter(|d| !d.is_zero());
-            }
-            "--log-level" => {
-                let v = value("--log-level")?;
-                args.level = parse_level(&v).ok_or_else(|| format!("unknown log level {v:?}"))?;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(Some(args))
+fn parse_level(s: &str) -> Result<Level, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("unknown log level {s:?}"))
 }
 
 async fn wait_for_signal() {
@@ -116,19 +81,16 @@ async fn wait_for_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("consul-kv-devserver: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help`, `--version` and bad arguments print and exit here (status 2 on an error).
+    let args = Args::parse();
+    let level = args.log_level.unwrap_or_else(|| {
+        std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|s| parse_level(&s).ok())
+            .unwrap_or(Level::INFO)
+    });
     tracing_subscriber::fmt()
-        .with_max_level(args.level)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .init();
 
@@ -142,7 +104,10 @@ async fn main() -> ExitCode {
     if let Some(d) = &args.data {
         builder = builder.data_file(d);
     }
-    builder = builder.tombstone_ttl(args.tombstone_ttl);
+    if let Some(n) = &args.node_name {
+        builder = builder.node_name(n);
+    }
+    builder = builder.tombstone_ttl(Some(args.tombstone_ttl));
     let server = match builder.start().await {
         Ok(s) => {
             if let Some(r) = s.recovery() {
@@ -181,8 +146,8 @@ async fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn parse(v: &[&str]) -> Result<Option<Args>, String> {
-        parse_args(v.iter().map(|s| (*s).to_owned()))
+    fn parse(v: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("consul-kv-devserver").chain(v.iter().copied()))
     }
 
     #[test]
@@ -193,27 +158,49 @@ mod tests {
             "--datacenter",
             "dc1",
             "--datacenter=dc2",
+            "--dc",
+            "dc3",
             "--acl-token",
             "root",
             "--data",
             "/tmp/x.json",
+            "--node-name",
+            "node-a",
             "--log-level",
             "debug",
         ])
-        .unwrap()
         .unwrap();
         assert_eq!(a.listen.port(), 9000);
-        assert_eq!(a.datacenters, ["dc1", "dc2"]);
+        assert_eq!(a.datacenters, ["dc1", "dc2", "dc3"]);
         assert_eq!(a.acl_token.as_deref(), Some("root"));
         assert_eq!(a.data, Some(PathBuf::from("/tmp/x.json")));
-        assert_eq!(a.level, Level::DEBUG);
+        assert_eq!(a.node_name.as_deref(), Some("node-a"));
+        assert_eq!(a.log_level, Some(Level::DEBUG));
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.listen, SocketAddr::from(([127, 0, 0, 1], 8500)));
+        assert!(a.datacenters.is_empty());
+        assert_eq!(a.node_name, None);
+        assert_eq!(a.log_level, None);
     }
 
     #[test]
     fn rejects_bad_input() {
         assert!(parse(&["--listen"]).is_err());
         assert!(parse(&["--listen", "nope"]).is_err());
+        assert!(parse(&["--log-level", "loud"]).is_err());
         assert!(parse(&["--what"]).is_err());
-        assert!(parse(&["--help"]).unwrap().is_none());
+        let help = parse(&["--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(help.to_string().contains("--node-name"));
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
     }
 }

@@ -1,21 +1,15 @@
-//! The running server: configuration, per-datacenter state, the accept loop, the session TTL
-//! sweeper, and the fault switches.
+//! The running server's shared state: configuration, per-datacenter state and waiters, the
+//! leader switch, the session TTL sweeper, and the fault switches.
 
-use std::convert::Infallible;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::blocking::Registry;
-use crate::rng::Rng;
+use crate::rng::uuid_v4;
 use crate::state::{Changes, Dc};
 use crate::{Fault, Jitter};
 
@@ -61,8 +55,8 @@ pub(crate) struct Shared {
     leader: watch::Sender<bool>,
     leader_lost: Mutex<Option<Instant>>,
     fault: Mutex<Option<Fault>>,
-    rng: Mutex<Rng>,
-    jitter_rng: Mutex<Rng>,
+    rng: Mutex<fastrand::Rng>,
+    jitter_rng: Mutex<fastrand::Rng>,
     sweeper: Notify,
     /// The write-ahead log of `--data`, once opened.
     pub(crate) wal: std::sync::OnceLock<crate::wal::Wal>,
@@ -84,11 +78,11 @@ impl Shared {
                 registry: Registry::new(Arc::clone(&waiters)),
             })
             .collect();
-        let mut rng = Rng::from_entropy();
-        let node_id = rng.uuid_v4();
+        let mut rng = fastrand::Rng::new();
+        let node_id = uuid_v4(&mut rng);
         let jitter_rng = match cfg.jitter {
-            Jitter::Seeded(seed) => Rng::seeded(seed),
-            _ => Rng::from_entropy(),
+            Jitter::Seeded(seed) => fastrand::Rng::with_seed(seed),
+            _ => fastrand::Rng::new(),
         };
         let (leader, _) = watch::channel(true);
         Self {
@@ -148,7 +142,7 @@ impl Shared {
 
     /// A fresh UUID v4.
     pub(crate) fn uuid(&self) -> String {
-        lock(&self.rng).uuid_v4()
+        uuid_v4(&mut lock(&self.rng))
     }
 
     /// The deadline of a blocking query: `wait` (nanoseconds, Go-parsed) clamped like
@@ -165,7 +159,10 @@ impl Shared {
         let jitter = match self.cfg.jitter {
             Jitter::None => 0,
             Jitter::Max => stagger,
-            Jitter::Random | Jitter::Seeded(_) => lock(&self.jitter_rng).below(stagger),
+            Jitter::Random | Jitter::Seeded(_) if stagger > 0 => {
+                lock(&self.jitter_rng).u64(..stagger)
+            }
+            Jitter::Random | Jitter::Seeded(_) => 0,
         };
         let total = t.saturating_add(Duration::from_nanos(jitter));
         let now = Instant::now();
@@ -220,73 +217,8 @@ impl Shared {
     }
 }
 
-/// Accepts connections until `shutdown` flips (or its sender drops).
-pub(crate) async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut conns = JoinSet::new();
-    let sweeper = tokio::spawn(sweep(Arc::clone(&shared), shutdown.clone()));
-    loop {
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((stream, peer)) => {
-                    tracing::trace!(%peer, "connection accepted");
-                    conns.spawn(serve(Arc::clone(&shared), stream));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    break;
-                }
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    conns.abort_all();
-    while conns.join_next().await.is_some() {}
-    sweeper.abort();
-}
-
-async fn serve(shared: Arc<Shared>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let shared = Arc::clone(&shared);
-        async move {
-            let read_only = matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
-            let resp = crate::web::handle(Arc::clone(&shared), req).await;
-            // With `--data`, a write is answered only once its log record is on disk.
-            if let (false, Some(wal)) = (read_only, shared.wal.get()) {
-                if !wal.wait_durable().await {
-                    return Ok(crate::wal::not_durable());
-                }
-            }
-            Ok::<_, Infallible>(resp)
-        }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        // hyper closes a connection whose next request head does not arrive within 30 s once a
-        // timer is set; Consul 1.14 keeps idle keep-alive connections open (checked: a request
-        // after 65 s idle is answered), and clients with many idle watchers rely on it.
-        .header_read_timeout(None)
-        .title_case_headers(true)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc);
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "connection ended with an error");
-    }
-}
-
 /// Invalidates sessions whose TTL timer ran out.
-async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let now = Instant::now();
         for dc in shared.dcs() {

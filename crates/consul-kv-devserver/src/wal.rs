@@ -32,8 +32,8 @@ use crate::state::durable::{DcSnapshot, Redo};
 use crate::Error;
 
 /// The answer to a write whose log record could not be written: Consul's plain-text 500.
-pub(crate) fn not_durable() -> crate::web::Resp {
-    crate::web::text(
+pub(crate) fn not_durable() -> crate::reply::Resp {
+    crate::reply::text(
         http::StatusCode::INTERNAL_SERVER_ERROR,
         "devserver: the data file could not be written",
     )

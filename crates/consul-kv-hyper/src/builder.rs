@@ -695,7 +695,7 @@ mod tests {
 
     #[test]
     fn durations_near_max_are_clamped_not_overflowed() {
-        let c = ClientBuilder::default()
+        let c = HyperClientBuilder::default()
             .timeout(Duration::MAX)
             .connect_timeout(Duration::MAX)
             .blocking_margin(Duration::MAX)

@@ -16,7 +16,7 @@ use crate::body::read_limited;
 use crate::builder::HyperClientBuilder;
 use crate::connect::{Connector, RequestTrace, StatsHandle};
 use crate::error::{Error, TransportError, TransportKind};
-use crate::retry::{RetryPolicy, Rng};
+use crate::retry::RetryPolicy;
 use crate::watch::HyperWatch;
 
 /// The shared state behind every clone of a [`HyperClient`].
@@ -246,7 +246,8 @@ impl HyperClient {
                 Duration::ZERO
             });
         let secret = token_of(&req);
-        let mut rng = Rng::new();
+        // Seeded from the process-wide generator: concurrent calls draw different backoffs.
+        let mut rng = fastrand::Rng::new();
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;

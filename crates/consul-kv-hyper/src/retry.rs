@@ -1,7 +1,5 @@
 //! [`RetryPolicy`]: full-jitter exponential backoff with an attempt limit and a time budget.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 /// How a call is retried after a retryable failure.
@@ -83,39 +81,14 @@ impl RetryPolicy {
     }
 
     /// The backoff before retry `retry` (1-based), drawn with `rng`.
-    pub(crate) fn delay(&self, retry: u32, rng: &mut Rng) -> Duration {
+    pub(crate) fn delay(&self, retry: u32, rng: &mut fastrand::Rng) -> Duration {
         let shift = retry.saturating_sub(1).min(31);
         let ceiling = self.base.saturating_mul(1u32 << shift).min(self.cap);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         if nanos == 0 {
             return Duration::ZERO;
         }
-        match nanos.checked_add(1) {
-            Some(span) => Duration::from_nanos(rng.next_u64() % span),
-            // A ceiling of u64::MAX ns (585 years): every u64 is in range.
-            None => Duration::from_nanos(rng.next_u64()),
-        }
-    }
-}
-
-/// xorshift64* seeded from the standard library's per-process random hasher keys.
-#[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new() -> Self {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(0x5EED);
-        Self(h.finish() | 1)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        Duration::from_nanos(rng.u64(..=nanos))
     }
 }
 
@@ -126,7 +99,7 @@ mod tests {
     #[test]
     fn delays_stay_under_the_exponential_ceiling() {
         let p = RetryPolicy::default();
-        let mut rng = Rng::new();
+        let mut rng = fastrand::Rng::new();
         for retry in 1..40 {
             let ceiling = (Duration::from_millis(100) * 2u32.pow((retry - 1).min(20)))
                 .min(Duration::from_secs(10));
@@ -139,7 +112,7 @@ mod tests {
     #[test]
     fn jitter_spreads() {
         let p = RetryPolicy::default().base(Duration::from_secs(1));
-        let mut rng = Rng::new();
+        let mut rng = fastrand::Rng::new();
         let d: Vec<_> = (0..64).map(|_| p.delay(1, &mut rng)).collect();
         assert!(d.iter().any(|x| *x < Duration::from_millis(500)));
         assert!(d.iter().any(|x| *x >= Duration::from_millis(500)));
@@ -151,14 +124,9 @@ mod tests {
             .base(Duration::MAX)
             .cap(Duration::MAX)
             .budget(Duration::MAX);
-        let mut rng = Rng::new();
+        let mut rng = fastrand::Rng::new();
         for retry in [1, 2, 31, 32, u32::MAX] {
             let _ = p.delay(retry, &mut rng);
         }
-    }
-
-    #[test]
-    fn seeds_differ() {
-        assert_ne!(Rng::new().next_u64(), Rng::new().next_u64());
     }
 }

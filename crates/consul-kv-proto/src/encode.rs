@@ -86,21 +86,82 @@ pub(crate) fn encode_segment(s: &str) -> String {
 /// assert_eq!(decode_path(&encode_key(key)).as_deref(), Some(key));
 /// ```
 pub fn decode_path(s: &str) -> Option<String> {
+    String::from_utf8(percent_decode(s, false)?).ok()
+}
+
+/// Decodes `%XX` escapes into bytes; with `plus_is_space`, `+` becomes a space as in a query
+/// string (Go's `url.QueryUnescape`). Returns `None` on a malformed escape.
+///
+/// The one percent-decoder of the workspace: [`decode_path`] is built on it, and the devserver
+/// reads query strings with it.
+///
+/// ```
+/// use consul_kv_proto::percent_decode;
+/// assert_eq!(percent_decode("a%20b+c", false).as_deref(), Some(&b"a b+c"[..]));
+/// assert_eq!(percent_decode("a%20b+c", true).as_deref(), Some(&b"a b c"[..]));
+/// assert_eq!(percent_decode("%zz", false), None);
+/// ```
+pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = hex_val(*bytes.get(i + 1)?)?;
-            let lo = hex_val(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+        match bytes[i] {
+            b'%' => {
+                let hi = hex_val(*bytes.get(i + 1)?)?;
+                let lo = hex_val(*bytes.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
         }
     }
-    String::from_utf8(out).ok()
+    Some(out)
+}
+
+/// Go's `strconv.Quote` (what `%q` prints for a string): Consul quotes keys, session IDs and
+/// bad input this way in its error texts, so a server that answers like Consul and a client
+/// that recognises those texts need the same quoting.
+///
+/// ```
+/// use consul_kv_proto::go_quote;
+/// assert_eq!(go_quote("a\"b\n\u{7f}ç"), r#""a\"b\n\x7fç""#);
+/// ```
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0b}' => out.push_str("\\v"),
+            c if is_printable(c) => out.push(c),
+            c if u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if u32::from(c) <= 0xffff => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn hex_val(b: u8) -> Option<u8> {

@@ -11,13 +11,13 @@ use serde::Deserialize;
 
 use crate::encode::{check_key, encode_key, KeyUse, Query};
 use crate::error::{BuildError, ErrorDetail, ResponseError};
-use crate::meta::{
-    Consistency, Index, Indexed, QueryMeta, ReadOptions, RequestContext, Token, WriteOptions,
-};
 use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
 use crate::value::IntoValue;
 use crate::watch::Blocking;
+use crate::{
+    Consistency, Index, Indexed, QueryMeta, ReadOptions, RequestContext, Token, WriteOptions,
+};
 
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

@@ -54,35 +54,40 @@
 //! - [`txn`]: `/v1/txn` with every KV verb.
 //! - [`watch`]: blocking queries as a state machine.
 //! - [`time`]: overflow-free `Instant` arithmetic and Consul's time limits.
+//! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
+//!   does.
 
 #![deny(missing_docs)]
 
 pub use bytes;
 pub use http;
 
+pub mod duration;
 mod encode;
 mod error;
 pub mod kv;
 mod meta;
 mod op;
+mod options;
 pub mod session;
 pub mod time;
+mod token;
 pub mod txn;
 mod value;
 pub mod watch;
 
-pub use encode::{decode_path, encode_key, is_printable};
+pub use duration::{format_go_duration, format_wait, parse_go_duration};
+pub use encode::{decode_path, encode_key, go_quote, is_printable, percent_decode};
 pub use error::{
     BuildError, ErrorDetail, KeyError, ResponseError, ServerMessage, TxnErrors, TxnOpError,
     MAX_MESSAGE_BYTES,
 };
 pub use kv::{Cas, KvPair, WriteOutcome};
-pub use meta::{
-    format_go_duration, format_wait, parse_go_duration, Consistency, Index, Indexed, QueryMeta,
-    ReadOptions, RequestContext, Token, WriteOptions,
-};
+pub use meta::{Index, Indexed, QueryMeta};
 pub use op::{OpKind, Operation};
+pub use options::{Consistency, ReadOptions, RequestContext, WriteOptions};
 pub use session::{Behavior, SessionEntry, SessionId};
+pub use token::Token;
 pub use value::IntoValue;
 pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 
 use crate::error::{BuildError, ResponseError};
-use crate::meta::{RequestContext, Token};
+use crate::{RequestContext, Token};
 
 /// Whether an operation reads or writes, which decides what an executor may retry.
 ///

@@ -9,12 +9,12 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::encode::{encode_segment, Query};
 use crate::error::{BuildError, ResponseError};
-use crate::meta::{
+use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
+use crate::watch::Blocking;
+use crate::{
     format_go_duration, parse_go_duration, Index, Indexed, QueryMeta, ReadOptions, RequestContext,
     WriteOptions,
 };
-use crate::op::{expect_status, parse_bool_body, parse_json, request, OpKind, Operation};
-use crate::watch::Blocking;
 
 /// A session's ID (a UUID string chosen by Consul).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use crate::encode::{check_key, KeyUse, Query};
 use crate::error::{BuildError, ErrorDetail, ResponseError, TxnErrors, TxnOpError};
 use crate::kv::{Cas, KvPair, WireEntry, B64};
-use crate::meta::{Consistency, Index, RequestContext, WriteOptions};
 use crate::op::{expect_status, parse_json, request, OpKind, Operation};
 use crate::session::SessionId;
 use crate::value::IntoValue;
+use crate::{Consistency, Index, RequestContext, WriteOptions};
 
 /// A KV transaction verb (Consul's `Verb` field).
 #[non_exhaustive]

@@ -46,9 +46,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 
 use crate::error::{BuildError, ResponseError};
-use crate::meta::{Index, Indexed, RequestContext};
 use crate::op::Operation;
 use crate::time::{instant_after, MAX_WAIT};
+use crate::{Index, Indexed, RequestContext};
 
 /// A read that can block on an index.
 pub trait Blocking: Operation<Output = Indexed<Self::Value>> {
@@ -142,7 +142,7 @@ pub struct WatchMachine<O: Blocking> {
     not_before: Option<Instant>,
     failures: u32,
     in_flight: bool,
-    rng: u64,
+    rng: fastrand::Rng,
     resets: u64,
     requests: u64,
 }
@@ -155,7 +155,7 @@ where
     /// A watch over `op`. The first request is a plain (non-blocking) read.
     pub fn new(op: O, opts: WatchOptions) -> Self {
         let burst = opts.burst.max(1);
-        let seed = opts.seed | 1;
+        let rng = fastrand::Rng::with_seed(opts.seed);
         Self {
             op,
             opts,
@@ -166,7 +166,7 @@ where
             not_before: None,
             failures: 0,
             in_flight: false,
-            rng: seed,
+            rng,
             resets: 0,
             requests: 0,
         }
@@ -323,16 +323,6 @@ where
         self.fail(now);
     }
 
-    fn next_rand(&mut self) -> u64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
     fn fail(&mut self, now: Instant) {
         self.failures = self.failures.saturating_add(1);
         // A restarted server may have a lower index: the next request must not block on ours.
@@ -349,7 +339,7 @@ where
         let jitter = if nanos == 0 {
             Duration::ZERO
         } else {
-            Duration::from_nanos(self.next_rand() % nanos)
+            Duration::from_nanos(self.rng.u64(..nanos))
         };
         self.not_before = Some(instant_after(now, half.saturating_add(jitter)));
     }
