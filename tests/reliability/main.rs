@@ -1,15 +1,16 @@
-//! Reliability suite (`../shared/reference/reliability.md`, R1–R20): faults injected by a
+//! Reliability suite (the R1–R20 matrix): faults injected by a
 //! byte-level proxy, load with correctness checks, leaks, and bad input.
 //!
 //! Each scenario is one test that prints one figure as a line
 //! `RELIABILITY | scenario | figure | target | PASS`, and fails when the target is missed.
 //! `cargo xtask ci` runs it at CI size; `cargo xtask soak` sets `CONSUL_KV_SOAK=1` for the full
-//! sizes of the issue and prints the lines as one table.
+//! sizes and prints the lines as one table.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod bad_input;
 mod faults;
 mod load;
+mod matrix;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +30,47 @@ pub fn size(ci: usize, full: usize) -> usize {
     } else {
         ci
     }
+}
+
+/// A latency target of the matrix: exact at soak size (`cargo xtask soak`, one scenario at a
+/// time), five times wider at CI size, where the suite runs beside every other test on a
+/// loaded machine and a scheduling stall must not fail it.
+pub fn latency_bound(target: Duration) -> Duration {
+    if soak() {
+        target
+    } else {
+        target * 5
+    }
+}
+
+/// The environment variable that marks a child process running one isolated scenario.
+const ISOLATED: &str = "CONSUL_KV_RELIABILITY_ISOLATED";
+
+/// Runs scenario `name` (its path in this binary, e.g. `load::r17_…`) alone in a child
+/// process, for figures that sample the whole process (open fds, RSS): other tests running
+/// beside it in this process would move them. Returns `true` in that child, which runs the
+/// scenario; in the parent it runs the child, prints its figure lines, fails when the child
+/// failed, and returns `false`.
+pub fn isolated(name: &str) -> bool {
+    if std::env::var_os(ISOLATED).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ISOLATED, "1")
+        .output()
+        .expect("run the scenario in a child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().filter(|l| l.contains("RELIABILITY | ")) {
+        println!("{}", &line[line.find("RELIABILITY | ").unwrap_or(0)..]);
+    }
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in a child process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
 }
 
 /// Prints the scenario's figure and fails the test when `pass` is false.

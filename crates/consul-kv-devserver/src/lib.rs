@@ -273,6 +273,7 @@ pub struct DevServerBuilder {
     legacy_missing_key_wakeups: bool,
     leader_hold: Duration,
     tombstone_ttl: Option<Duration>,
+    data_fsync: bool,
 }
 
 /// Consul's default `tombstone_ttl`.
@@ -295,6 +296,7 @@ impl Default for DevServerBuilder {
             legacy_missing_key_wakeups: false,
             leader_hold: Duration::from_secs(7),
             tombstone_ttl: Some(DEFAULT_TOMBSTONE_TTL),
+            data_fsync: false,
         }
     }
 }
@@ -318,13 +320,22 @@ impl DevServerBuilder {
 
     /// Keeps the whole state (every datacenter's KV entries, tombstones, sessions and
     /// indexes) in this file, a write-ahead log: a write is answered only once its record is
-    /// on disk (`fdatasync`, shared by the writes that arrive meanwhile), so a crash or a
-    /// `SIGKILL` loses nothing that was acknowledged. At start the log is replayed (a missing
+    /// written to the file, so a crash or a `SIGKILL` of the server loses nothing that was
+    /// acknowledged (with [`data_fsync`](Self::data_fsync), not even a power loss). At start the log is replayed (a missing
     /// file is an empty store; a torn or corrupt tail is reported and cut off, see
     /// [`DevServerHandle::recovery`]) and compacted. A file holding `consul kv export` JSON is
     /// imported into the default datacenter, then rewritten as a log.
     pub fn data_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.data_file = Some(path.into());
+        self
+    }
+
+    /// Whether a write waits for `fdatasync` of its log record before it is answered (group
+    /// commit: the writes that arrive during one `fdatasync` share the next). Default `false`:
+    /// the record is written (`write(2)`) before the answer, which survives the server
+    /// process being killed but not the machine losing power.
+    pub fn data_fsync(mut self, fsync: bool) -> Self {
+        self.data_fsync = fsync;
         self
     }
 
@@ -443,7 +454,7 @@ impl DevServerBuilder {
         let shared = Arc::new(Shared::new(cfg));
         let mut recovery = None;
         if let Some(path) = &self.data_file {
-            let (wal, r) = wal::Wal::open(path, &shared)?;
+            let (wal, r) = wal::Wal::open(path, &shared, self.data_fsync)?;
             recovery = Some(r);
             let _ = shared.wal.set(wal);
         }

@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
-//!                     [--acl-token TOKEN] [--data FILE] [--tombstone-ttl 15m]
+//!                     [--acl-token TOKEN] [--data FILE [--data-fsync]] [--tombstone-ttl 15m]
 //!                     [--node-name NAME] [--log-level info]
 //! ```
 //!
 //! Logs go to stderr (level from `--log-level`, else `RUST_LOG` if it is a plain level, else
-//! `info`). With `--data`, every write is on disk before it is answered (a write-ahead log);
+//! `info`). With `--data`, every write is in the file before it is answered (a write-ahead
+//! log; `--data-fsync` also syncs it to the disk);
 //! SIGINT or SIGTERM stops the server and compacts the file.
 
 use std::net::SocketAddr;
@@ -31,11 +32,15 @@ struct Args {
     /// Enable ACL mode with this management token.
     #[arg(long, value_name = "TOKEN")]
     acl_token: Option<String>,
-    /// Keep every datacenter, session and index in this write-ahead log: a write is on disk
-    /// before it is answered (a `consul kv export` file is imported into the default
-    /// datacenter).
+    /// Keep every datacenter, session and index in this write-ahead log: a write is in the
+    /// file before it is answered, so killing the server loses nothing it acknowledged (a
+    /// `consul kv export` file is imported into the default datacenter).
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
+    /// With --data: also `fdatasync` each write before answering it (group commit), so that
+    /// a power loss loses nothing acknowledged either.
+    #[arg(long)]
+    data_fsync: bool,
     /// Reap tombstones older than this Go duration, like Consul's `tombstone_ttl` (0: never).
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_ttl)]
     tombstone_ttl: std::time::Duration,
@@ -107,7 +112,9 @@ async fn main() -> ExitCode {
     if let Some(n) = &args.node_name {
         builder = builder.node_name(n);
     }
-    builder = builder.tombstone_ttl(Some(args.tombstone_ttl));
+    builder = builder
+        .tombstone_ttl(Some(args.tombstone_ttl))
+        .data_fsync(args.data_fsync);
     let server = match builder.start().await {
         Ok(s) => {
             if let Some(r) = s.recovery() {

@@ -6,10 +6,13 @@
 //! snapshot of every datacenter (KV entries, tombstones, sessions and table indexes), then one
 //! redo record per write holding the state after the write of everything it touched.
 //!
-//! **Commit.** A write appends its record to an in-memory batch while it still holds its
-//! datacenter's lock (so the log order is the index order); before the answer is sent, the
-//! connection waits until a flusher thread has written and `fdatasync`ed a batch that holds
-//! it. Writes that arrive during one `fdatasync` share the next one (group commit).
+//! **Commit.** A write logs its record while it still holds its datacenter's lock (so the log
+//! order is the index order), before its answer is sent. By default the record is written to
+//! the file at once (`write(2)`): it is then in the kernel's page cache and survives the
+//! process being killed (`SIGKILL`, a crash, an abort). With `fsync` (`--data-fsync`) it goes
+//! to a batch that a flusher thread writes and `fdatasync`s, and the answer waits for that:
+//! it then survives the machine losing power too. Writes that arrive during one `fdatasync`
+//! share the next one (group commit).
 //!
 //! **Recovery.** At start the log is replayed; a torn or corrupt tail (short frame, bad
 //! checksum, undecodable payload) is reported with its byte offset and cut off, never applied
@@ -51,7 +54,7 @@ enum Record {
     /// Every datacenter, by name.
     Snapshot(Vec<(String, DcSnapshot)>),
     /// One write to the named datacenter.
-    Redo(String, Redo),
+    Redo(String, Box<Redo>),
 }
 
 /// What recovery found in the data file at start.
@@ -74,13 +77,19 @@ struct Pending {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    file: Mutex<File>,
+    /// `fdatasync` before an answer (group commit); otherwise `write(2)` before an answer.
+    fsync: bool,
     pending: Mutex<Pending>,
     wake: Condvar,
     durable: tokio::sync::watch::Sender<u64>,
     failed: AtomicBool,
 }
 
-/// The open log: the batch being filled, and the flusher that makes it durable.
+/// The open log. Without `fsync`, each record is written to the file (`write(2)`, in the
+/// page cache: it survives the process being killed) by the write that produced it, before
+/// its answer. With `fsync`, records collect in a batch that a flusher thread writes and
+/// `fdatasync`s, and answers wait for it (it survives the machine losing power too).
 #[derive(Debug)]
 pub(crate) struct Wal {
     inner: Arc<Inner>,
@@ -118,9 +127,9 @@ fn frame(out: &mut Vec<u8>, rec: &Record) {
 /// returns the offset (from the start of `data`) where the good prefix ends.
 fn read_records(data: &[u8]) -> (Vec<Record>, usize) {
     let mut out = Vec::new();
-    let mut at = 0;
-    while at < data.len() {
-        let Some(head) = data.get(at..at + 8) else {
+    let mut pos = 0;
+    while pos < data.len() {
+        let Some(head) = data.get(pos..pos + 8) else {
             break;
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -128,7 +137,7 @@ fn read_records(data: &[u8]) -> (Vec<Record>, usize) {
         if len > MAX_RECORD {
             break;
         }
-        let Some(payload) = data.get(at + 8..at + 8 + len) else {
+        let Some(payload) = data.get(pos + 8..pos + 8 + len) else {
             break;
         };
         if crc32(payload) != crc {
@@ -138,9 +147,9 @@ fn read_records(data: &[u8]) -> (Vec<Record>, usize) {
             break;
         };
         out.push(rec);
-        at += 8 + len;
+        pos += 8 + len;
     }
-    (out, at)
+    (out, pos)
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -165,7 +174,11 @@ impl Wal {
     /// # Errors
     /// [`Error::DataFile`] when the file cannot be read or written, or holds neither a log nor
     /// `consul kv export` JSON.
-    pub(crate) fn open(path: &Path, shared: &Shared) -> Result<(Self, Recovery), Error> {
+    pub(crate) fn open(
+        path: &Path,
+        shared: &Shared,
+        fsync: bool,
+    ) -> Result<(Self, Recovery), Error> {
         let mut data = Vec::new();
         match File::open(path) {
             Ok(mut f) => {
@@ -226,17 +239,23 @@ impl Wal {
         let (durable, _) = tokio::sync::watch::channel(0);
         let inner = Arc::new(Inner {
             path: path.to_owned(),
+            file: Mutex::new(file),
+            fsync,
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             durable,
             failed: AtomicBool::new(false),
         });
-        let flusher = {
+        let flusher = if fsync {
             let inner = Arc::clone(&inner);
-            std::thread::Builder::new()
-                .name("devserver-wal".into())
-                .spawn(move || inner.flush_loop(file))
-                .map_err(|e| io_err(path, e))?
+            Some(
+                std::thread::Builder::new()
+                    .name("devserver-wal".into())
+                    .spawn(move || inner.flush_loop())
+                    .map_err(|e| io_err(path, e))?,
+            )
+        } else {
+            None
         };
         tracing::info!(
             path = %path.display(),
@@ -245,15 +264,24 @@ impl Wal {
         );
         let wal = Self {
             inner,
-            flusher: Mutex::new(Some(flusher)),
+            flusher: Mutex::new(flusher),
         };
         Ok((wal, recovery))
     }
 
     /// Appends the redo record of one write to datacenter `dc` (called under its lock).
     pub(crate) fn append(&self, dc: &str, redo: Redo) {
+        let rec = Record::Redo(dc.to_owned(), Box::new(redo));
+        if !self.inner.fsync {
+            let mut bytes = Vec::new();
+            frame(&mut bytes, &rec);
+            if let Err(e) = lock(&self.inner.file).write_all(&bytes) {
+                self.inner.fail(&e);
+            }
+            return;
+        }
         let mut p = lock(&self.inner.pending);
-        frame(&mut p.buf, &Record::Redo(dc.to_owned(), redo));
+        frame(&mut p.buf, &rec);
         p.appended += 1;
         self.inner.wake.notify_one();
     }
@@ -261,6 +289,10 @@ impl Wal {
     /// Waits until every record appended so far is on disk. `false` when the log could not
     /// be written (the write must not be acknowledged as durable).
     pub(crate) async fn wait_durable(&self) -> bool {
+        if !self.inner.fsync {
+            // Written by `append` already.
+            return !self.inner.failed.load(Ordering::SeqCst);
+        }
         let target = lock(&self.inner.pending).appended;
         let mut rx = self.inner.durable.subscribe();
         let _ = rx.wait_for(|d| *d >= target).await;
@@ -273,6 +305,9 @@ impl Wal {
         self.inner.wake.notify_all();
         if let Some(t) = lock(&self.flusher).take() {
             let _ = t.join();
+        }
+        if let Err(e) = lock(&self.inner.file).sync_data() {
+            self.inner.fail(&e);
         }
     }
 
@@ -289,8 +324,13 @@ impl Drop for Wal {
 }
 
 impl Inner {
+    fn fail(&self, e: &std::io::Error) {
+        tracing::error!(path = %self.path.display(), error = %e, "data file write failed");
+        self.failed.store(true, Ordering::SeqCst);
+    }
+
     /// The flusher's loop: take the batch, write it, `fdatasync`, publish.
-    fn flush_loop(&self, mut file: File) {
+    fn flush_loop(&self) {
         loop {
             let (buf, seq) = {
                 let mut p = lock(&self.pending);
@@ -302,9 +342,12 @@ impl Inner {
                 }
                 (std::mem::take(&mut p.buf), p.appended)
             };
-            if let Err(e) = file.write_all(&buf).and_then(|()| file.sync_data()) {
-                tracing::error!(path = %self.path.display(), error = %e, "data file write failed");
-                self.failed.store(true, Ordering::SeqCst);
+            let written = {
+                let mut file = lock(&self.file);
+                file.write_all(&buf).and_then(|()| file.sync_data())
+            };
+            if let Err(e) = written {
+                self.fail(&e);
             }
             self.durable.send_replace(seq);
         }

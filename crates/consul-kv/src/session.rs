@@ -520,9 +520,10 @@ enum KeeperState {
 /// known leak:
 ///
 /// - it renews every TTL/2;
-/// - after a failed renewal it retries every second, and gives up when no renewal succeeded for
-///   a whole TTL (the session must then be presumed invalid; Consul itself waits up to twice the
-///   TTL);
+/// - after a failed renewal it retries every second, and gives up when no renewal succeeded
+///   for 1.5 × TTL. Consul invalidates a session 2 × TTL after its last renewal, so an outage
+///   shorter than the TTL, whenever it starts, never loses the session, and a loss is still
+///   reported half a TTL before Consul can have invalidated it;
 /// - when Consul answers with a longer TTL than asked (it does so under load), it adopts it;
 /// - a `404` ends it with [`SessionLost::Expired`].
 ///
@@ -578,7 +579,8 @@ impl SessionKeeper {
         }
     }
 
-    /// Resolves when renewal has given up: the session expired, or renewals failed for a TTL.
+    /// Resolves when renewal has given up: the session expired, or renewals failed for
+    /// 1.5 × TTL.
     /// Pending forever while renewals succeed. Cancel-safe.
     pub async fn lost(&self) -> SessionLost {
         self.lost_future().await
@@ -644,8 +646,9 @@ async fn renew_loop(
     let mut next = after(last_ok, ttl / 2);
     loop {
         tokio::time::sleep_until(next).await;
-        // Each attempt may use what is left of the TTL, and at least the retry interval.
-        let budget = after(last_ok, ttl)
+        // Each attempt may use what is left before giving up, and at least the retry interval.
+        let give_up = ttl.saturating_add(ttl / 2);
+        let budget = after(last_ok, give_up)
             .saturating_duration_since(Instant::now())
             .max(RENEW_RETRY);
         let attempt = tokio::time::timeout(budget, sessions.renew(&id).send()).await;
@@ -669,21 +672,21 @@ async fn renew_loop(
                 return;
             }
             Ok(Err(e)) => {
-                if now.duration_since(last_ok) >= ttl {
+                if now.duration_since(last_ok) >= give_up {
                     let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
                     return;
                 }
                 tracing::debug!(session = %id, error = %e, "renewal failed; retrying");
                 // Retry every second, and once more right at the deadline.
-                next = after(now, RENEW_RETRY).min(after(last_ok, ttl));
+                next = after(now, RENEW_RETRY).min(after(last_ok, give_up));
             }
             Err(_elapsed) => {
-                if now.duration_since(last_ok) >= ttl {
+                if now.duration_since(last_ok) >= give_up {
                     let e = Error::Timeout { after: budget };
                     let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
                     return;
                 }
-                next = after(now, RENEW_RETRY).min(after(last_ok, ttl));
+                next = after(now, RENEW_RETRY).min(after(last_ok, give_up));
             }
         }
     }

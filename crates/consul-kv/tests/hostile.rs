@@ -5,6 +5,8 @@
 //! The server is a raw TCP listener that writes whatever the case says, byte for byte, so
 //! even answers an HTTP library would refuse to produce reach the client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
