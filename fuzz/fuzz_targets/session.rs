@@ -1,7 +1,7 @@
 //! Fuzzes the session parsers.
 #![no_main]
 mod common;
-use consul_kv_proto::session::{CreateSession, ListSessions, RenewSession, ReadSession};
+use consul_kv_proto::session::{CreateSession, ListSessions, ReadSession, RenewSession};
 use consul_kv_proto::{Operation, SessionId};
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let (Some(r), Ok(id)) = (common::response(data), SessionId::new("s")) {

@@ -1,4 +1,4 @@
-//! Leader failover against a real three-server Consul cluster on loopback (issue 5).
+//! Leader failover against a real three-server Consul cluster on loopback.
 //!
 //! The client talks to a follower; mid-run the leader is killed. A CAS counter (8 tasks × 200
 //! increments) must end exact, every watcher must converge on the final value, and no call may

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use consul_kv::Cas;
+use consul_kv::{Cas, Index};
 use consul_kv_tests::server;
 
 use crate::{client, prefix};
@@ -119,4 +119,55 @@ async fn acquire_contention_has_exactly_one_winner() {
     for s in &sessions {
         assert!(s.destroy().await.unwrap());
     }
+}
+
+#[tokio::test]
+async fn cas_accepts_what_a_read_returns() {
+    let server = server::start().await;
+    let kv = client(&server).kv();
+    let p = prefix("cas-forms");
+    let key = format!("{p}k");
+
+    // Option<&Key> straight from `get`: None means "create only".
+    let current = kv.get(&key).await.unwrap();
+    assert!(current.is_none());
+    assert!(kv.set(&key, "1").cas(current.as_ref()).await.unwrap());
+    assert!(!kv.set(&key, "x").cas(current.as_ref()).await.unwrap());
+    let current = kv.get(&key).await.unwrap();
+    assert!(kv.set(&key, "2").cas(current.as_ref()).await.unwrap());
+    assert!(
+        !kv.set(&key, "x").cas(current.as_ref()).await.unwrap(),
+        "stale"
+    );
+
+    // &Key
+    let k = kv.get(&key).await.unwrap().unwrap();
+    assert!(kv.set(&key, "3").cas(&k).await.unwrap());
+    assert!(!kv.set(&key, "x").cas(&k).await.unwrap(), "stale");
+    // &KvPair, as lists and watches yield it
+    let items = kv.items(&p).await.unwrap();
+    assert!(kv
+        .set(&key, "4")
+        .cas(items.get(&key).unwrap())
+        .await
+        .unwrap());
+    // &ConsulMeta
+    let k = kv.get(&key).await.unwrap().unwrap();
+    assert!(kv.set(&key, "5").cas(k.consul()).await.unwrap());
+    // Index
+    let k = kv.get(&key).await.unwrap().unwrap();
+    assert!(kv
+        .set(&key, "6")
+        .cas(Index::new(k.modify_index))
+        .await
+        .unwrap());
+    // Cas
+    let k = kv.get(&key).await.unwrap().unwrap();
+    assert!(kv
+        .set(&key, "7")
+        .cas(Cas::ModifyIndex(Index::new(k.modify_index)))
+        .await
+        .unwrap());
+    assert!(!kv.set(&key, "x").cas(Cas::Absent).await.unwrap());
+    assert_eq!(kv.get(&key).await.unwrap().unwrap().as_str(), Some("7"));
 }

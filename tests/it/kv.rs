@@ -462,3 +462,95 @@ async fn values_up_to_the_limit() {
     let e = kv.set(&key, over).await.unwrap_err();
     assert_eq!(e.status().map(|s| s.as_u16()), Some(413), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_owned_so_they_can_be_spawned_kept_and_cloned() {
+    use std::future::IntoFuture;
+
+    let server = server::start().await;
+    let kv = client(&server).kv();
+    let key = format!("{}k", prefix("kv-owned"));
+    let write = kv.set(&key, "spawned");
+    let read_later = kv.get(&key);
+    // The requests hold their own handle: the endpoint they came from can go.
+    drop(kv);
+    assert!(tokio::spawn(write.clone().into_future())
+        .await
+        .unwrap()
+        .unwrap());
+    let got = tokio::spawn(read_later.clone().into_future())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.as_str(), Some("spawned"));
+    // A kept request is sent again as it was built.
+    assert!(write.await.unwrap());
+    assert_eq!(read_later.await.unwrap().unwrap().as_str(), Some("spawned"));
+}
+
+#[tokio::test]
+async fn a_wrong_datacenter_is_a_typed_error_that_names_the_request() {
+    let server = server::start().await;
+    let kv = client(&server).kv().dc("no-such-dc");
+    let key = format!("{}k", prefix("kv-unknown-dc"));
+
+    let e = kv.get(&key).await.unwrap_err();
+    assert!(e.is_unknown_datacenter(), "{e:?}");
+    assert!(
+        matches!(
+            e.as_response(),
+            Some(consul_kv::ResponseError::UnknownDatacenter { .. })
+        ),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable());
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(500));
+    // One line says what failed: method and path, no query (so no `dc=`).
+    assert_eq!(
+        e.to_string(),
+        format!("GET /v1/kv/{key}: unknown datacenter")
+    );
+    let cause = std::error::Error::source(&e).unwrap().to_string();
+    assert!(cause.contains("No path to datacenter"), "{cause}");
+
+    let e = kv.set(&key, "v").await.unwrap_err();
+    assert!(e.is_unknown_datacenter(), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!("PUT /v1/kv/{key}: unknown datacenter")
+    );
+}
+
+#[tokio::test]
+async fn transport_errors_name_the_request_but_never_the_token_or_query() {
+    const SECRET: &str = "tok-3f1d9a0c-never-shown";
+    // Nothing listens on port 9 on loopback: the connection is refused.
+    let client = consul_kv::Client::builder()
+        .address("http://127.0.0.1:9")
+        .token(SECRET)
+        .retry(consul_kv::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let e = client
+        .kv()
+        .get("app/config db")
+        .consistency(Consistency::Stale)
+        .await
+        .unwrap_err();
+    assert!(e.is_connect(), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "GET /v1/kv/app/config%20db: could not connect"
+    );
+    let mut chain = format!("{e} {e:?}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        chain.push_str(&format!(" {c}"));
+        cause = c.source();
+    }
+    assert!(
+        !chain.contains(SECRET) && !chain.contains("stale"),
+        "{chain}"
+    );
+}

@@ -9,7 +9,7 @@ use consul_kv_devserver::DevServer;
 use consul_kv_tests::proxy::{Fault as ProxyFault, FaultProxy};
 use consul_kv_tests::server;
 
-use crate::{client, prefix, within};
+use crate::{across_a_restart, client, client_without_retries, prefix, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_gives_mutual_exclusion() {
@@ -333,4 +333,53 @@ async fn session_expiry_while_held_is_a_loss() {
         matches!(lost, LockLost::Taken | LockLost::Session(_)),
         "{lost:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_retries_while_the_server_is_down() {
+    let key = format!("{}leader", prefix("lock-retry"));
+    let Some((acquired, server)) = across_a_restart("lock-retry", |client| {
+        tokio::spawn(
+            client
+                .lock(&key)
+                .value("node-a")
+                .retry_for(Duration::from_secs(60))
+                .acquire(),
+        )
+    })
+    .await
+    else {
+        return;
+    };
+    let lock = acquired.unwrap();
+    assert!(lock.is_held());
+    let held = client(&server).kv().get(&key).await.unwrap().unwrap();
+    assert_eq!(held.session.as_ref(), Some(lock.session()));
+    assert_eq!(held.as_str(), Some("node-a"));
+    assert!(lock.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn acquire_without_a_retry_bound_returns_the_first_transient_error() {
+    let Some(server) = server::start_devserver("lock-no-retry", DevServer::builder()).await else {
+        return;
+    };
+    let client = client_without_retries(&server);
+    let key = format!("{}leader", prefix("lock-no-retry"));
+    server.shutdown().await;
+    let err = within(
+        Duration::from_secs(30),
+        "acquire with retry_for(0)",
+        client.lock(&key).retry_for(Duration::ZERO).acquire(),
+    )
+    .await
+    .unwrap_err();
+    match &err {
+        LockError::Consul(e) => assert!(e.is_connect(), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.is_retryable());
+    // try_acquire never retries.
+    let err = client.lock(&key).try_acquire().await.unwrap_err();
+    assert!(matches!(err, LockError::Consul(_)), "{err:?}");
 }

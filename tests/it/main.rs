@@ -11,9 +11,9 @@ mod cas;
 mod client;
 mod kv;
 mod lock;
+mod readme_quickstart;
 mod semaphore;
 mod session;
-mod snippet;
 mod txn;
 mod values;
 mod watch;
@@ -44,6 +44,49 @@ pub(crate) fn client(server: &TestServer) -> Client {
         .address(server.base_url())
         .build()
         .expect("client")
+}
+
+/// A client for `server` whose executor does not retry, so that every retry a case sees is the
+/// one it tests (a lock's or a semaphore's `retry_for`).
+pub(crate) fn client_without_retries(server: &TestServer) -> Client {
+    Client::builder()
+        .address(server.base_url())
+        .retry(consul_kv::RetryPolicy::none())
+        .build()
+        .expect("client")
+}
+
+/// For the cases where a client must ride out a server that is down: starts a devserver,
+/// stops it, checks that a plain read is refused, runs `start` with a client that does not
+/// retry by itself, and once `start`'s task has run for a while without finishing, starts a
+/// devserver again on the same port. Returns what the task gave and the new server; `None`
+/// (the case is skipped) against an external server.
+pub(crate) async fn across_a_restart<T: Send + 'static>(
+    case: &str,
+    start: impl FnOnce(Client) -> tokio::task::JoinHandle<T>,
+) -> Option<(T, TestServer)> {
+    use consul_kv_devserver::DevServer;
+    use consul_kv_tests::server;
+
+    let first = server::start_devserver(case, DevServer::builder()).await?;
+    let addr = first.handle().expect("devserver").addr();
+    let client = client_without_retries(&first);
+    first.shutdown().await;
+    let refused = client.kv().get("k").await.expect_err("nothing listens");
+    assert!(refused.is_connect(), "{refused:?}");
+
+    let task = start(client);
+    // Let the first attempts hit the closed port, then bring the server back on it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !task.is_finished(),
+        "{case}: gave up while the server was down"
+    );
+    let second = server::start_with(DevServer::builder().listen(addr)).await;
+    let out = within(Duration::from_secs(60), case, task)
+        .await
+        .expect("task");
+    Some((out, second))
 }
 
 /// Runs `f` with a deadline, failing the test with `what` when it passes.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use consul_kv::{LockError, LockLost, SEMAPHORE_FLAG};
 use consul_kv_tests::server;
 
-use crate::{client, prefix, within};
+use crate::{across_a_restart, client, prefix, within};
 
 #[tokio::test]
 async fn limit_is_enforced_in_the_go_layout() {
@@ -130,4 +130,24 @@ async fn foreign_flags_on_the_lock_key_are_a_conflict() {
         .unwrap());
     let err = client.semaphore(&prefix, 1).await.unwrap_err();
     assert!(matches!(err, LockError::Conflict { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_retries_while_the_server_is_down() {
+    let p = prefix("semaphore-retry");
+    let Some((acquired, _server)) = across_a_restart("semaphore-retry", |client| {
+        tokio::spawn(
+            client
+                .semaphore(&p, 2)
+                .retry_for(Duration::from_secs(60))
+                .acquire(),
+        )
+    })
+    .await
+    else {
+        return;
+    };
+    let slot = acquired.unwrap();
+    assert!(slot.is_held());
+    slot.release().await.unwrap();
 }

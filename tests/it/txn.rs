@@ -132,3 +132,37 @@ async fn rollback_reports_every_failing_operation() {
     let outcome = kv.txn().get(format!("{p}missing")).await.unwrap();
     assert!(!outcome.is_committed());
 }
+
+#[tokio::test]
+async fn outcome_is_committed_or_rolled_back_and_converts_to_a_result() {
+    let server = server::start().await;
+    let kv = client(&server).kv();
+    let a = format!("{}a", prefix("txn-outcome"));
+
+    let committed = kv.txn().set(&a, "1").get(&a).await.unwrap();
+    assert!(committed.is_committed());
+    // Two variants and no more: a match needs no catch-all arm.
+    let results = match &committed {
+        TxnOutcome::Committed(r) => r.results.len(),
+        TxnOutcome::RolledBack(errors) => panic!("{errors:?}"),
+    };
+    assert_eq!(results, 2);
+    let response = committed.into_result().unwrap();
+    assert_eq!(response.results[1].as_str(), Some("1"));
+
+    let rolled_back = kv.txn().check_not_exists(&a).set(&a, "2").await.unwrap();
+    assert!(!rolled_back.is_committed());
+    let e = rolled_back.into_result().unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(409), "{e:?}");
+    assert!(
+        matches!(
+            e.as_response(),
+            Some(consul_kv::ResponseError::TxnRolledBack { .. })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "PUT /v1/txn: transaction rolled back");
+    let detail = std::error::Error::source(&e).unwrap().to_string();
+    assert!(detail.starts_with("operation 0:"), "{detail}");
+    assert_eq!(kv.get(&a).await.unwrap().unwrap().as_str(), Some("1"));
+}

@@ -124,3 +124,46 @@ async fn awkward_keys_round_trip() {
     }
     assert!(kv.keys(&p).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn every_value_form_is_accepted_and_read_back() {
+    let server = server::start().await;
+    let client = client(&server);
+    let kv = client.kv();
+    let p = prefix("value-forms");
+    let text = String::from("héllo");
+    let binary: &[u8] = b"\xffbin";
+    assert!(kv.set(format!("{p}string"), text.clone()).await.unwrap());
+    assert!(kv.set(format!("{p}ref-string"), &text).await.unwrap());
+    assert!(kv.set(format!("{p}str"), text.as_str()).await.unwrap());
+    assert!(kv.set(format!("{p}vec"), binary.to_vec()).await.unwrap());
+    assert!(kv.set(format!("{p}slice"), binary).await.unwrap());
+    assert!(kv
+        .set(format!("{p}bytes"), Bytes::from_static(b"\xffbin"))
+        .await
+        .unwrap());
+    // Acquire, release and transactions take the same forms.
+    let session = client.session().create().await.unwrap();
+    let lock_key = format!("{p}lock");
+    assert!(kv.acquire(&lock_key, &session).value(&text).await.unwrap());
+    assert!(kv
+        .txn()
+        .set(format!("{p}txn"), &text)
+        .await
+        .unwrap()
+        .is_committed());
+
+    // What lists yield (KvPair) reads as text too; bytes that are not UTF-8 read as None.
+    let items = kv.items(&p).await.unwrap();
+    for name in ["string", "ref-string", "str", "lock", "txn"] {
+        let pair = items.get(&format!("{p}{name}")).unwrap();
+        assert_eq!(pair.as_str(), Some("héllo"), "{name}");
+    }
+    for name in ["vec", "slice", "bytes"] {
+        let pair = items.get(&format!("{p}{name}")).unwrap();
+        assert_eq!(pair.value_bytes(), binary, "{name}");
+        assert_eq!(pair.as_str(), None, "{name}");
+    }
+    assert!(kv.release(&lock_key, &session).await.unwrap());
+    assert!(session.destroy().await.unwrap());
+}

@@ -82,6 +82,7 @@ const LONGEST_KEY: usize = 64 * 1024 - 64;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r14_awkward_keys_round_trip_byte_for_byte() {
+    let _x = crate::EXCLUSIVE.read().await;
     let server = crate::devserver().await;
     let proxy = FaultProxy::start(server.addr()).await;
     let c = client(&proxy.base_url());
@@ -137,6 +138,7 @@ async fn r14_awkward_keys_round_trip_byte_for_byte() {
 
 #[tokio::test]
 async fn r15_values_are_bytes_up_to_the_limit() {
+    let _x = crate::EXCLUSIVE.read().await;
     let server = devserver().await;
     let c = client(&server.http_addr());
     let kv = c.kv();
@@ -250,7 +252,7 @@ async fn r16_a_gigabyte_response_stays_within_the_body_limit() {
     if !crate::isolated("bad_input::r16_a_gigabyte_response_stays_within_the_body_limit") {
         return;
     }
-    let _x = EXCLUSIVE.lock().await;
+    let _x = EXCLUSIVE.write().await;
     let (announced, announced_growth) = read_gigabyte(false).await;
     let (streamed, streamed_growth) = read_gigabyte(true).await;
     figure(
@@ -314,6 +316,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[tokio::test]
 async fn r18_the_token_never_appears_in_logs_errors_or_debug() {
+    let _x = crate::EXCLUSIVE.read().await;
     const SECRET: &str = "s3cr3t-SENTINEL-0b1e";
     let capture = Capture::default();
     let _guard = tracing::subscriber::set_default(capture.clone());

@@ -32,6 +32,7 @@ fn forwarded(p: &FaultProxy) -> u64 {
 
 #[tokio::test]
 async fn r8_header_delay_past_the_deadline_times_out_on_time() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     let c = Client::builder()
         .address(r.proxy.base_url())
@@ -53,6 +54,7 @@ async fn r8_header_delay_past_the_deadline_times_out_on_time() {
 
 #[tokio::test]
 async fn r8_trickled_body_hits_the_total_deadline() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     r.client.kv().set("trickle", vec![b'x'; 200]).await.unwrap();
     let c = Client::builder()
@@ -77,6 +79,7 @@ async fn r8_trickled_body_hits_the_total_deadline() {
 
 #[tokio::test]
 async fn r9_truncated_and_reset_bodies_are_typed_and_reads_retry() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     r.client.kv().set("trunc", vec![b'v'; 1000]).await.unwrap();
     let mut ok = 0;
@@ -103,7 +106,7 @@ async fn r9_truncated_and_reset_bodies_are_typed_and_reads_retry() {
             .unwrap();
         r.proxy.push([fault.clone()]);
         let e = c.kv().get("trunc").await.unwrap_err();
-        assert!(matches!(e, Error::Transport(_)), "{fault:?}: {e:?}");
+        assert!(matches!(e, Error::Transport { .. }), "{fault:?}: {e:?}");
         ok += 1;
     }
     figure(
@@ -118,6 +121,7 @@ async fn r9_truncated_and_reset_bodies_are_typed_and_reads_retry() {
 
 #[tokio::test]
 async fn r6_ambiguous_write_failure_is_outcome_unknown_and_never_retried() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     let before = forwarded(&r.proxy);
     r.proxy.push([Fault::ResetAfterForward]);
@@ -138,6 +142,7 @@ async fn r6_ambiguous_write_failure_is_outcome_unknown_and_never_retried() {
 
 #[tokio::test]
 async fn r11_rejections_before_apply_are_retried_for_reads_and_writes() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     let mut attempts = Vec::new();
     for (name, fault) in [
@@ -164,6 +169,7 @@ async fn r11_rejections_before_apply_are_retried_for_reads_and_writes() {
 
 #[tokio::test]
 async fn r11_endless_rejection_ends_in_a_typed_error_within_the_budget() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     r.proxy.set_default(Fault::no_leader());
     let start = Instant::now();
@@ -180,6 +186,7 @@ async fn r11_endless_rejection_ends_in_a_typed_error_within_the_budget() {
 
 #[tokio::test]
 async fn r10_html_gateway_errors_and_bad_json_are_typed() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     // A 502 from a proxy: reads retry through it.
     r.proxy.push([Fault::html_bad_gateway()]);
@@ -200,13 +207,14 @@ async fn r10_html_gateway_errors_and_bad_json_are_typed() {
             "write: OutcomeUnknown={unknown} after {write_attempts} attempt(s); bad JSON: {bad}"
         ),
         "typed errors; a write behind a gateway error is OutcomeUnknown, not retried",
-        unknown && write_attempts == 1 && matches!(bad, Error::Response(_)),
+        unknown && write_attempts == 1 && matches!(bad, Error::Response { .. }),
     );
     r.proxy.clear();
 }
 
 #[tokio::test]
 async fn r10_wrong_content_type_is_irrelevant() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     r.client.kv().set("ct", "v").await.unwrap();
     r.proxy.push([Fault::RewriteHeader(
@@ -224,6 +232,7 @@ async fn r10_wrong_content_type_is_irrelevant() {
 
 #[tokio::test]
 async fn r12_garbage_index_header_is_a_typed_error_not_a_loop() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     r.client.kv().set("idx", "v").await.unwrap();
     let c = Client::builder()
@@ -262,6 +271,7 @@ async fn r12_garbage_index_header_is_a_typed_error_not_a_loop() {
 
 #[tokio::test]
 async fn r7_stale_pooled_connections_are_retried_transparently() {
+    let _x = crate::EXCLUSIVE.read().await;
     let r = rig().await;
     let c = Client::builder()
         .address(r.proxy.base_url())

@@ -14,6 +14,7 @@ use crate::{client, devserver, figure, size, EXCLUSIVE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r1_cas_counter_through_random_faults_loses_nothing() {
+    let _x = crate::EXCLUSIVE.read().await;
     let server = devserver().await;
     let proxy = FaultProxy::start(server.addr()).await;
     proxy.set_random(
@@ -79,6 +80,7 @@ async fn r1_cas_counter_through_random_faults_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r2_lock_contenders_never_overlap() {
+    let _x = crate::EXCLUSIVE.read().await;
     let server = devserver().await;
     let (contenders, rounds) = (size(4, 8), size(10, 100));
     let holders = Arc::new(AtomicUsize::new(0));
@@ -129,6 +131,7 @@ async fn r2_lock_contenders_never_overlap() {
 #[tokio::test]
 async fn r2_lock_loss_is_reported_within_a_second_and_renewal_stops() {
     let bound = crate::latency_bound(Duration::from_secs(1));
+    let _x = crate::EXCLUSIVE.read().await;
     let server = devserver().await;
     let proxy = FaultProxy::start(server.addr()).await;
     let c = client(&proxy.base_url());
@@ -178,7 +181,7 @@ async fn r2_lock_loss_is_reported_within_a_second_and_renewal_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r4_watchers_converge_on_the_final_value_across_deletes_and_a_restart() {
-    let _x = EXCLUSIVE.lock().await;
+    let _x = EXCLUSIVE.write().await;
     let first = DevServer::builder().start().await.unwrap();
     let addr = first.addr();
     let proxy = FaultProxy::start(addr).await;
@@ -321,7 +324,7 @@ async fn r17_connection_cap_and_no_leaks_from_dropped_blocking_calls() {
     if !crate::isolated("load::r17_connection_cap_and_no_leaks_from_dropped_blocking_calls") {
         return;
     }
-    let _x = EXCLUSIVE.lock().await;
+    let _x = EXCLUSIVE.write().await;
     let server = devserver().await;
     let proxy = FaultProxy::start(server.addr()).await;
     let cap = 64;

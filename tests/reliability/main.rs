@@ -1,10 +1,11 @@
-//! Reliability suite (the R1–R20 matrix): faults injected by a
-//! byte-level proxy, load with correctness checks, leaks, and bad input.
+//! Reliability suite (rows R1–R20 of the matrix in `tests/reliability/README.md`; this suite
+//! measures every row but R19, the conformance suite, which `cargo xtask soak` adds):
+//! faults injected by a byte-level proxy, load with correctness checks, leaks, and bad input.
 //!
 //! Each scenario is one test that prints one figure as a line
 //! `RELIABILITY | scenario | figure | target | PASS`, and fails when the target is missed.
 //! `cargo xtask ci` runs it at CI size; `cargo xtask soak` sets `CONSUL_KV_SOAK=1` for the full
-//! sizes and prints the lines as one table.
+//! sizes listed in the README and prints the lines as one table.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod bad_input;
@@ -128,5 +129,7 @@ pub fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Serialises the scenarios that measure process-wide figures (memory, file descriptors).
-pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Keeps the scenarios that measure process-wide figures (memory, file descriptors) alone in
+/// the process: they take it for writing, every other scenario for reading, so no other test
+/// opens or closes sockets while a figure is taken.
+pub static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());

@@ -53,16 +53,15 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Res
     )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let (status, body) = match resp.parse(&buf) {
+        Ok(httparse::Status::Complete(head_len)) => (
+            resp.code.unwrap_or(0),
+            String::from_utf8_lossy(&buf[head_len..]).into_owned(),
+        ),
+        _ => (0, String::new()),
+    };
     Ok((status, body))
 }
 

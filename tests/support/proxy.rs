@@ -241,11 +241,36 @@ impl FaultProxy {
     }
 }
 
+/// A parsed message head: its length in bytes and its headers (name, raw value).
+type Head = (usize, Vec<(String, Vec<u8>)>);
+
+/// Parses the HTTP/1.1 message head at the start of `buf` (a response when it starts with
+/// `HTTP/`, else a request): its length and headers, `None` while incomplete.
+fn parse_head(buf: &[u8]) -> std::io::Result<Option<Head>> {
+    let mut raw = [httparse::EMPTY_HEADER; 64];
+    let parsed = if buf.starts_with(b"HTTP/") {
+        httparse::Response::new(&mut raw).parse(buf)
+    } else {
+        httparse::Request::new(&mut raw).parse(buf)
+    };
+    match parsed.map_err(std::io::Error::other)? {
+        httparse::Status::Partial => Ok(None),
+        httparse::Status::Complete(len) => {
+            let headers = raw
+                .iter()
+                .take_while(|h| !h.name.is_empty())
+                .map(|h| (h.name.to_owned(), h.value.to_vec()))
+                .collect();
+            Ok(Some((len, headers)))
+        }
+    }
+}
+
 /// Reads one HTTP/1.1 message head (up to and including the blank line).
 async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
     loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head: Vec<u8> = buf.drain(..end + 4).collect();
+        if let Some((end, _)) = parse_head(buf)? {
+            let head: Vec<u8> = buf.drain(..end).collect();
             return Ok(Some(head));
         }
         if buf.len() > 1 << 20 {
@@ -264,11 +289,13 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
-    let text = std::str::from_utf8(head).ok()?;
-    text.split("\r\n").skip(1).find_map(|line| {
-        let (k, v) = line.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+/// The value of header `name` in a complete head (trimmed, `None` when absent or not UTF-8).
+fn header(head: &[u8], name: &str) -> Option<String> {
+    let (_, headers) = parse_head(head).ok()??;
+    headers.into_iter().find_map(|(k, v)| {
+        k.eq_ignore_ascii_case(name)
+            .then(|| String::from_utf8(v).ok().map(|v| v.trim().to_owned()))
+            .flatten()
     })
 }
 

@@ -1,8 +1,10 @@
-//! Project automation, run as `cargo xtask <command>` (std only, so it builds in seconds).
+//! Project automation, run as `cargo xtask <command>` (std and serde_json only, so it builds in
+//! seconds).
 //!
 //! Commands:
-//! - `ci`: fmt check, clippy, tests, docs, tidy — what `.ci/run` runs.
+//! - `ci`: fmt check, clippy, tests, the MSRV build, docs, tidy — what `.ci/run` runs.
 //! - `tidy`: the repository rules that no compiler checks.
+//! - `msrv`: the library crates built with the README's MSRV toolchain (a step of `ci`).
 //! - `soak`: the reliability suite at full size, as one table.
 //! - `fuzz`: every cargo-fuzz target for a set time where nightly exists.
 //! - `fixtures`: record real Consul responses into the proto crate's fixtures.
@@ -25,11 +27,12 @@ cargo xtask <command>
 
 Commands:
   bench     every client against the same servers: target/bench/report.md + report.svg
-  ci        fmt --check, clippy -D warnings, tests, docs -D warnings, tidy
+  ci        fmt --check, clippy -D warnings, tests, MSRV build, docs -D warnings, tidy
   consul    build (once, cached outside the repo) a real Consul agent; print its path
   fixtures  record real Consul responses into crates/consul-kv-proto/tests/fixtures
   soak      the reliability suite at full size; prints scenario | figure | target | pass
   fuzz [S]  run every cargo-fuzz target for S seconds (default 60) where nightly exists
+  msrv      build the library crates with the MSRV toolchain (rustup; a step of ci)
   tidy      repository rules: //! module docs, no ignored tests, proto dependency tree, MSRV
   help      this text
 ";
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         "bench" => bench::run(&root(), rest),
         "ci" => ci(rest),
         "tidy" => tidy::run(&root()),
+        "msrv" => msrv_build(),
         "fixtures" => fixtures::run(&root()),
         "soak" => soak::soak(&root()),
         "fuzz" => soak::fuzz(&root(), rest),
@@ -88,6 +92,69 @@ fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result {
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// The library crates (and the devserver binary), as users build them.
+const PUBLISHED: [&str; 4] = [
+    "consul-kv-proto",
+    "consul-kv-hyper",
+    "consul-kv",
+    "consul-kv-devserver",
+];
+
+/// Builds the published crates with the MSRV toolchain (the workspace `rust-version`, which
+/// the README states), so the MSRV is checked, not only stated. Only their libraries and
+/// binaries: the test suites' dev-dependencies need a newer compiler, and users never build
+/// them. Needs rustup; installs the toolchain (minimal profile) when it is missing. Without
+/// rustup the step says loudly that it was skipped.
+fn msrv_build() -> Result {
+    let root = root();
+    let version =
+        tidy::workspace_rust_version(&root).ok_or("Cargo.toml has no workspace rust-version")?;
+    let rustup_works = Command::new("rustup")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !rustup_works {
+        eprintln!(
+            "\n!!! MSRV BUILD SKIPPED: rustup not found, so Rust {version} cannot be installed.\n\
+             !!! The library crates were built with the default toolchain only.\n"
+        );
+        return Ok(());
+    }
+    let installed = Command::new("rustup")
+        .args(["run", &version, "rustc", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        run(
+            "rustup",
+            &["toolchain", "install", &version, "--profile", "minimal"],
+            &[],
+        )?;
+    }
+    // A target dir of its own, so the two compilers' artifacts do not evict each other.
+    let target_dir = root.join("target").join("msrv");
+    let target_dir = target_dir.display().to_string();
+    let mut args = vec![
+        "run",
+        version.as_str(),
+        "cargo",
+        "check",
+        "--locked",
+        "--lib",
+        "--bins",
+        "--target-dir",
+        target_dir.as_str(),
+    ];
+    for p in PUBLISHED {
+        args.extend(["-p", p]);
+    }
+    run("rustup", &args, &[])
 }
 
 /// Runs the conformance suite and the facade's integration tests against a real Consul agent
@@ -193,6 +260,7 @@ fn ci(_args: &[String]) -> Result {
     }
     run(&cargo, &["test", "--workspace", "--locked"], &envs)?;
     real_consul_suites(&cargo, consul_bin.as_deref(), &consul_skips)?;
+    msrv_build()?;
     run(
         &cargo,
         &["doc", "--workspace", "--no-deps", "--locked"],

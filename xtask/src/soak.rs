@@ -1,8 +1,9 @@
 //! `cargo xtask soak` and `cargo xtask fuzz`.
 //!
-//! - `soak` runs the reliability suite at full size (release build, `CONSUL_KV_SOAK=1`, one
-//!   scenario at a time), then the conformance suite for R19 (against the devserver, and
-//!   against Consul 1.14.11 when `cargo xtask consul` has built it), and prints one table:
+//! - `soak` runs the reliability suite at the full sizes listed in `tests/reliability/README.md`
+//!   (release build, `CONSUL_KV_SOAK=1`, one scenario at a time), then the conformance suite
+//!   for R19 (against the devserver, and against Consul 1.14.11 when `cargo xtask consul` has
+//!   built it), and prints one table:
 //!   scenario, figure, target, pass.
 //! - `fuzz [SECONDS]` runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60) on
 //!   a nightly toolchain, keeping the corpus in `fuzz/corpus/<target>`; without nightly it says

@@ -137,13 +137,17 @@ fn check_file(root: &Path, file: &Path, problems: &mut Vec<String>) {
     }
 }
 
-fn msrv(root: &Path, problems: &mut Vec<String>) {
+/// The workspace `rust-version` (the MSRV), from the root `Cargo.toml`.
+pub(crate) fn workspace_rust_version(root: &Path) -> Option<String> {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
-    let Some(version) = manifest
+    manifest
         .lines()
         .find_map(|l| l.trim().strip_prefix("rust-version = "))
         .map(|v| v.trim_matches('"').to_owned())
-    else {
+}
+
+fn msrv(root: &Path, problems: &mut Vec<String>) {
+    let Some(version) = workspace_rust_version(root) else {
         problems.push("Cargo.toml has no workspace rust-version".to_owned());
         return;
     };

@@ -1,7 +1,7 @@
-//! Benchmarks for consul-kv, run by `cargo xtask bench` (see `xtask/src/bench.rs`).
+//! Benchmarks for consul-kv, run by `cargo xtask bench` (see `xtask/src/bench/`).
 //!
 //! - [`harness`]: the measurement loop and command-line contract every contender shares
-//!   (the Rust peers compile the same file).
+//!   (the `consul-kv-bench-harness` crate, which the Rust peers depend on too).
 //! - [`contenders`]: consul-kv (the facade) and the floor (raw hyper + typed serde).
 //! - [`fixed`]: the fixed-response server that isolates client overhead.
 //! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
@@ -11,6 +11,6 @@
 
 pub mod contenders;
 pub mod fixed;
-pub mod harness;
+pub use consul_kv_bench_harness as harness;
 pub mod micro;
 pub mod serve;

@@ -1,5 +1,5 @@
 //! The servers every contender runs against in one bench run — the devserver and the
-//! fixed-response server — and the seeding of the list workloads' keys.
+//! fixed-response server — and writing the keys the list workloads read.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

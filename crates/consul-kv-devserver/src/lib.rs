@@ -132,6 +132,10 @@
 //! - **Not implemented:** gzip (the `Vary: Accept-Encoding` header is sent), the catalog,
 //!   health and other endpoints (they answer Consul's `404 Invalid URL path` text),
 //!   `?filter`, namespaces and partitions (rejected with Consul CE's `400`).
+//!
+//! # Cargo features
+//!
+//! None: the library and the `consul-kv-devserver` binary are always built in full.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

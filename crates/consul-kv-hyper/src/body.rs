@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use crate::error::{BoxError, Error, TransportError, TransportKind};
+use crate::error::{BoxError, Error, TransportKind};
 
 /// Collects `body` into one buffer of at most `limit` bytes.
 ///
@@ -27,15 +27,12 @@ where
         .exact()
         .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
     {
-        return Err(Error::BodyTooLarge { limit });
+        return Err(Error::body_too_large(limit));
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Error::BodyTooLarge { limit }),
-        Err(e) => Err(Error::Transport(TransportError::new(
-            TransportKind::Body,
-            e,
-        ))),
+        Err(e) if e.is::<LengthLimitError>() => Err(Error::body_too_large(limit)),
+        Err(e) => Err(Error::transport(TransportKind::Body, e)),
     }
 }
 
@@ -53,7 +50,10 @@ mod tests {
         let err = read_limited(Full::new(Bytes::from_static(b"123456")), 5)
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::BodyTooLarge { limit: 5 }), "{err:?}");
+        assert!(
+            matches!(err, Error::BodyTooLarge { limit: 5, .. }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -63,7 +63,10 @@ mod tests {
         });
         let body = StreamBody::new(Iter(chunks.collect::<Vec<_>>().into_iter()));
         let err = read_limited(body, 25).await.unwrap_err();
-        assert!(matches!(err, Error::BodyTooLarge { limit: 25 }), "{err:?}");
+        assert!(
+            matches!(err, Error::BodyTooLarge { limit: 25, .. }),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]
@@ -79,7 +82,7 @@ mod tests {
             .await
             .unwrap_err();
         match err {
-            Error::Transport(t) => assert!(t.is_truncated_body()),
+            Error::Transport { error: t, .. } => assert!(t.is_truncated_body()),
             other => panic!("{other:?}"),
         }
     }

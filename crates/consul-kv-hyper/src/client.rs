@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use crate::body::read_limited;
 use crate::builder::HyperClientBuilder;
 use crate::connect::{Connector, RequestTrace, StatsHandle};
-use crate::error::{Error, TransportError, TransportKind};
+use crate::error::{Error, RequestTarget, TransportKind};
 use crate::retry::RetryPolicy;
 use crate::watch::HyperWatch;
 
@@ -125,7 +125,7 @@ impl Failure {
     /// A pooled connection that the server had closed: nothing (`Sent::No`) or nothing
     /// answered.
     pub(crate) fn is_stale_connection(&self) -> bool {
-        matches!(self.error, Error::Transport(_))
+        matches!(self.error, Error::Transport { .. })
             && self
                 .trace
                 .is_some_and(|t| t.reused && (t.nothing_sent || t.nothing_received))
@@ -232,6 +232,20 @@ impl HyperClient {
         opts: &CallOptions,
     ) -> Result<O::Output, Error> {
         let req = op.build(&self.inner.cx)?;
+        let target = RequestTarget::of(&req);
+        self.run(op, req, opts)
+            .await
+            .map_err(|e| e.with_request(target))
+    }
+
+    /// The attempts of one call, with retries; [`execute_with`](Self::execute_with) names the
+    /// request in the error.
+    async fn run<O: Operation>(
+        &self,
+        op: &O,
+        req: Request<Bytes>,
+        opts: &CallOptions,
+    ) -> Result<O::Output, Error> {
         let safe = op.kind().is_safe_to_repeat();
         let deadline = opts.timeout.unwrap_or_else(|| self.deadline_for(op));
         let policy = opts.retry.as_ref().unwrap_or(&self.inner.retry);
@@ -262,7 +276,7 @@ impl HyperClient {
                         let retry = e.is_retryable() && (safe || rejected);
                         let ambiguous = !safe && !rejected && e.is_ambiguous();
                         let retry_after = e.retry_after();
-                        let e = Error::Response(e);
+                        let e = Error::from(e);
                         if ambiguous {
                             return Err(Error::outcome_unknown(e));
                         }
@@ -275,8 +289,8 @@ impl HyperClient {
                 Err(f) => {
                     let retry = match (&f.error, f.sent) {
                         (Error::Timeout { .. } | Error::BodyTooLarge { .. }, _) => false,
-                        (Error::Transport(_), Sent::No) => true,
-                        (Error::Transport(_), _) => safe,
+                        (Error::Transport { .. }, Sent::No) => true,
+                        (Error::Transport { .. }, _) => safe,
                         _ => false,
                     };
                     let e = if !safe && f.sent != Sent::No {
@@ -363,16 +377,18 @@ impl HyperClient {
             let span2 = span.clone();
             let fut = async move {
                 // Queue behind the requests in flight when the connection cap is reached.
-                let _admitted = inner.admission.acquire().await.map_err(|e| {
-                    Error::Transport(TransportError::new(TransportKind::Connect, e))
-                })?;
+                let _admitted = inner
+                    .admission
+                    .acquire()
+                    .await
+                    .map_err(|e| Error::transport(TransportKind::Connect, e))?;
                 let resp = inner.client.request(hreq).await.map_err(|e| {
                     let kind = if e.is_connect() {
                         TransportKind::Connect
                     } else {
                         TransportKind::Request
                     };
-                    Error::Transport(TransportError::new(kind, e))
+                    Error::transport(kind, e)
                 })?;
                 *got_head = true;
                 span2.record("status", resp.status().as_u16());
@@ -388,7 +404,7 @@ impl HyperClient {
             tokio::time::timeout(deadline, fut)
                 .instrument(span.clone())
                 .await
-                .unwrap_or(Err(Error::Timeout { after: deadline }))
+                .unwrap_or(Err(Error::timeout(deadline)))
         };
         let elapsed = started.elapsed();
         span.record("elapsed_ms", elapsed.as_millis() as u64);
@@ -416,7 +432,7 @@ impl HyperClient {
         }
         let trace = stats.map(|s| s.0.trace());
         let sent = match (&error, trace) {
-            (Error::Transport(t), _) if t.is_connect() => Sent::No,
+            (Error::Transport { error: t, .. }, _) if t.is_connect() => Sent::No,
             (_, None) => Sent::No,
             (_, Some(t)) if t.nothing_sent => Sent::No,
             _ if got_head => Sent::Yes,

@@ -58,6 +58,13 @@
 //!
 //! Blocking queries that yield each change: [`HyperClient::watch`]. Per-call deadlines and
 //! retry policies: [`HyperClient::execute_with`].
+//!
+//! # Cargo features
+//!
+//! - `rustls` (on by default): `https://` agents, through rustls with the ring provider and
+//!   the platform's root certificates (plus `CONSUL_CACERT` / `CONSUL_CAPATH` and client
+//!   certificates). Without it the crate has no TLS code and an `https://` address is a
+//!   configuration error; `http://` and `unix://` work either way.
 
 pub use proto;
 
@@ -73,6 +80,6 @@ mod watch;
 
 pub use builder::{HyperClientBuilder, DEFAULT_ADDRESS};
 pub use client::{CallOptions, HyperClient};
-pub use error::{ConfigError, Error, TransportError};
+pub use error::{ConfigError, Error, RequestTarget, TransportError};
 pub use retry::RetryPolicy;
 pub use watch::HyperWatch;

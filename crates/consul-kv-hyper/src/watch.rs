@@ -6,7 +6,7 @@ use std::time::Instant;
 use proto::{Blocking, Indexed, WatchMachine, WatchOptions};
 
 use crate::client::{token_of, HyperClient};
-use crate::error::Error;
+use crate::error::{Error, RequestTarget};
 
 /// A blocking-query loop that yields each change of a value. Created by
 /// [`HyperClient::watch`].
@@ -133,7 +133,7 @@ where
                             e.redact(t);
                         }
                         if !e.is_retryable() {
-                            return Err(Error::Response(e));
+                            return Err(Error::from(e).with_request(RequestTarget::of(&req)));
                         }
                         tracing::debug!(error = %e, "watch: retrying after backoff");
                     }
@@ -141,7 +141,7 @@ where
                 Err(f) => {
                     self.watch.handle_failure(now);
                     if !f.error.is_retryable() {
-                        return Err(f.error);
+                        return Err(f.error.with_request(RequestTarget::of(&req)));
                     }
                     tracing::debug!(error = %f.error, "watch: retrying after backoff");
                 }

@@ -188,7 +188,7 @@ async fn headers_delayed_past_the_deadline_time_out() {
     let e = c.execute(&Get::new("k")).await.unwrap_err();
     assert_within(t.elapsed(), deadline);
     assert!(
-        matches!(e, Error::Timeout { after } if after == deadline),
+        matches!(e, Error::Timeout { after, .. } if after == deadline),
         "{e:?}"
     );
     assert!(e.is_timeout() && !e.is_outcome_unknown());
@@ -295,7 +295,10 @@ async fn a_body_over_the_limit_is_refused_and_its_connection_dropped() {
         .unwrap();
     c.execute(&Get::new("small")).await.unwrap();
     let e = c.execute(&Get::new("big")).await.unwrap_err();
-    assert!(matches!(e, Error::BodyTooLarge { limit: 1024 }), "{e:?}");
+    assert!(
+        matches!(e, Error::BodyTooLarge { limit: 1024, .. }),
+        "{e:?}"
+    );
     assert!(!e.is_retryable());
     assert_eq!(server.stats.requests(), 2, "not retried");
     c.execute(&Get::new("small")).await.unwrap();
@@ -331,7 +334,10 @@ async fn a_chunked_body_over_the_limit_is_refused() {
         .build()
         .unwrap();
     let e = c.execute(&Get::new("k")).await.unwrap_err();
-    assert!(matches!(e, Error::BodyTooLarge { limit: 65536 }), "{e:?}");
+    assert!(
+        matches!(e, Error::BodyTooLarge { limit: 65536, .. }),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -343,7 +349,10 @@ async fn error_bodies_have_their_own_smaller_limit() {
         .build()
         .unwrap();
     let e = c.execute(&Get::new("k")).await.unwrap_err();
-    assert!(matches!(e, Error::BodyTooLarge { limit: 1024 }), "{e:?}");
+    assert!(
+        matches!(e, Error::BodyTooLarge { limit: 1024, .. }),
+        "{e:?}"
+    );
 }
 
 async fn truncating_server() -> RawServer {
@@ -368,7 +377,7 @@ async fn a_truncated_body_is_a_typed_transport_error() {
         .unwrap();
     let e = c.execute(&Get::new("k")).await.unwrap_err();
     match &e {
-        Error::Transport(t) => assert!(t.is_truncated_body() && !t.is_connect()),
+        Error::Transport { error: t, .. } => assert!(t.is_truncated_body() && !t.is_connect()),
         other => panic!("{other:?}"),
     }
     assert!(e.is_retryable());
@@ -378,7 +387,7 @@ async fn a_truncated_body_is_a_typed_transport_error() {
     let c = client(&server.url());
     let e = c.execute(&Get::new("k")).await.unwrap_err();
     assert!(
-        matches!(&e, Error::Transport(t) if t.is_truncated_body()),
+        matches!(&e, Error::Transport { error: t, .. } if t.is_truncated_body()),
         "{e:?}"
     );
     assert_eq!(server.stats.requests(), 4);
@@ -574,7 +583,7 @@ async fn a_write_reset_after_sending_is_not_retried() {
     assert!(e.is_outcome_unknown(), "{e:?}");
     assert!(!e.is_retryable());
     assert!(
-        matches!(&e, Error::OutcomeUnknown { source } if matches!(**source, Error::Transport(_)))
+        matches!(&e, Error::OutcomeUnknown { source, .. } if matches!(**source, Error::Transport { .. }))
     );
     assert_eq!(
         server.stats.requests(),
@@ -585,7 +594,7 @@ async fn a_write_reset_after_sending_is_not_retried() {
     // The same failure on a read is retried.
     let e = c.execute(&Get::new("k")).await.unwrap_err();
     assert!(
-        matches!(&e, Error::Transport(t) if !t.is_connect()),
+        matches!(&e, Error::Transport { error: t, .. } if !t.is_connect()),
         "{e:?}"
     );
     assert_eq!(server.stats.requests(), 1 + 4);

@@ -249,6 +249,15 @@ pub enum ResponseError {
         #[source]
         message: ServerMessage,
     },
+    /// `500 No path to datacenter`: the request's `?dc=` names a datacenter this cluster does
+    /// not know or cannot reach (a typo, or a datacenter that is not federated). Nothing was
+    /// applied; repeating it will not help.
+    #[error("unknown datacenter")]
+    UnknownDatacenter {
+        /// Consul's message.
+        #[source]
+        message: ServerMessage,
+    },
     /// `500 invalid session "<id>"` (or `missing session`) on acquire.
     #[error("invalid session")]
     InvalidSession {
@@ -302,6 +311,7 @@ impl ResponseError {
             Self::TooLarge { .. } => Some(StatusCode::PAYLOAD_TOO_LARGE),
             Self::NoLeader { .. }
             | Self::InvalidSession { .. }
+            | Self::UnknownDatacenter { .. }
             | Self::ServerUnavailable { .. } => Some(StatusCode::INTERNAL_SERVER_ERROR),
             _ => None,
         }
@@ -360,6 +370,12 @@ impl ResponseError {
         }
     }
 
+    /// Whether the request named a datacenter Consul has no path to
+    /// ([`UnknownDatacenter`](Self::UnknownDatacenter)).
+    pub fn is_unknown_datacenter(&self) -> bool {
+        matches!(self, Self::UnknownDatacenter { .. })
+    }
+
     /// The `Retry-After` delay the server asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -377,6 +393,7 @@ impl ResponseError {
             | Self::RateLimited { message, .. }
             | Self::NoLeader { message }
             | Self::ServerUnavailable { message }
+            | Self::UnknownDatacenter { message }
             | Self::InvalidSession { message } => message.redact(secret),
             _ => {}
         }
@@ -400,6 +417,10 @@ impl ResponseError {
                 message,
             },
             500 if message.as_str().contains("No cluster leader") => Self::NoLeader { message },
+            // Consul's `structs.ErrNoDCPath`, also when forwarded ("rpc error: ...").
+            500 if message.as_str().contains("No path to datacenter") => {
+                Self::UnknownDatacenter { message }
+            }
             500 if message.as_str().contains("invalid session")
                 || message.as_str().contains("missing session") =>
             {
@@ -566,6 +587,9 @@ mod tests {
             ),
             (502, "<html>Bad gateway</html>", true, false, |e| {
                 matches!(e, ResponseError::Status { .. })
+            }),
+            (500, "No path to datacenter", false, false, |e| {
+                matches!(e, ResponseError::UnknownDatacenter { .. }) && e.is_unknown_datacenter()
             }),
             (400, "Missing key name", false, false, |e| {
                 matches!(e, ResponseError::Status { .. })

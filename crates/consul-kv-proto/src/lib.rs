@@ -48,6 +48,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Bring your own executor
+//!
+//! Any HTTP client can run these operations, blocking or async, in four steps:
+//!
+//! 1. **Build**: [`Operation::build`] gives an `http::Request<Bytes>` whose URI is the path
+//!    and query only (`/v1/kv/app/a%20b?dc=dc2`).
+//! 2. **Send**: prefix the agent's scheme and authority, send it with your client and a
+//!    deadline ([`Operation::blocking_wait`] and [`blocking_deadline`] give the one of a
+//!    blocking read); retry only when [`Operation::kind`] says it is safe.
+//! 3. **Collect the body with a limit**: read it into `Bytes`, refusing more than you accept
+//!    (Consul's answers can be large; a list of every key is one body).
+//! 4. **Parse**: [`Operation::parse`] on an `http::Response<Bytes>` gives the typed result or
+//!    a typed [`ResponseError`] for any status, header or body Consul may send.
+//!
+//! [`examples/blocking_ureq.rs`](https://docs.rs/crate/consul-kv-proto/latest/source/examples/blocking_ureq.rs)
+//! does exactly this with `ureq`, a blocking client, and no async runtime: get, set with CAS,
+//! items, keys, delete, a session acquire/release and a transaction, against any agent
+//! (`cargo run -p consul-kv-proto --example blocking_ureq -- http://127.0.0.1:8500`). Its whole
+//! executor is one short function (`Executor::call`). `consul-kv-hyper` is the full-featured executor
+//! (retries, pooling, TLS, unix sockets) built on the same four steps.
+//!
 //! # Modules
 //! - [`kv`]: `get`, `raw`, `items`, `keys`, `set` (CAS, acquire, release), `delete`.
 //! - [`session`]: `create`, `destroy`, `info`, `node`, `list`, `renew`.
@@ -56,6 +77,10 @@
 //! - [`time`]: overflow-free `Instant` arithmetic and Consul's time limits.
 //! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
 //!   does.
+//!
+//! # Cargo features
+//!
+//! None. The crate always builds the same way, with no runtime and no I/O.
 
 #![deny(missing_docs)]
 

@@ -178,7 +178,7 @@ fn header_str<'a>(
 
 /// A value together with the meta of the read that produced it.
 ///
-/// This is the Rust form of the seed's `value.consul`: the meta travels with the value.
+/// This is the Rust form of aioconsul's `value.consul`: the meta travels with the value.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Indexed<T> {

@@ -128,18 +128,25 @@ impl WriteOptions {
     }
 }
 
-impl ReadOptions {
-    pub(crate) fn write_query(&self, cx: &RequestContext, q: &mut Query) -> Result<(), BuildError> {
-        self.common.write_query(cx, q)?;
-        match self.consistency {
-            Consistency::Default => {}
-            Consistency::Consistent => {
+impl Consistency {
+    /// Adds `?consistent` or `?stale` (nothing for the default mode).
+    pub(crate) fn write_query(self, q: &mut Query) {
+        match self {
+            Self::Default => {}
+            Self::Consistent => {
                 q.flag("consistent");
             }
-            Consistency::Stale => {
+            Self::Stale => {
                 q.flag("stale");
             }
         }
+    }
+}
+
+impl ReadOptions {
+    pub(crate) fn write_query(&self, cx: &RequestContext, q: &mut Query) -> Result<(), BuildError> {
+        self.common.write_query(cx, q)?;
+        self.consistency.write_query(q);
         if let Some(index) = self.index {
             q.num("index", index.get());
             if let Some(wait) = self.wait {

@@ -460,15 +460,7 @@ impl Operation for Txn {
         let mut q = Query::new();
         self.opts.write_query(cx, &mut q)?;
         if self.is_read_only() {
-            match self.consistency {
-                Consistency::Default => {}
-                Consistency::Consistent => {
-                    q.flag("consistent");
-                }
-                Consistency::Stale => {
-                    q.flag("stale");
-                }
-            }
+            self.consistency.write_query(&mut q);
         }
         let body = serde_json::to_vec(&wire_ops).map_err(BuildError::Json)?;
         request(

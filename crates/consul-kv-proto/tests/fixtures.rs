@@ -342,6 +342,11 @@ fn error_500_parse_uint() {
 #[test]
 fn error_500_no_path_dc() {
     let e = get_err("error_500_no_path_dc");
+    assert!(
+        matches!(e, ResponseError::UnknownDatacenter { .. }),
+        "{e:?}"
+    );
+    assert!(e.is_unknown_datacenter() && !e.is_retryable());
     let detail = std::error::Error::source(&e).unwrap().to_string();
     assert_eq!(detail, "No path to datacenter");
 }

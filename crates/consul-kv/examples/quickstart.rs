@@ -1,4 +1,5 @@
-//! The seed API's walkthrough, step by step, printing what each call does.
+//! The README's quick start (aioconsul's KV vocabulary), step by step, printing what each
+//! call does.
 //!
 //! ```text
 //! cargo run --example quickstart

@@ -9,7 +9,7 @@
 //!
 //! [`GetRequest`], [`RawRequest`], [`ItemsRequest`], [`KeysRequest`], [`SetRequest`],
 //! [`AcquireRequest`], [`ReleaseRequest`], [`DeleteRequest`], [`DeleteTreeRequest`] and
-//! [`TxnRequest`](crate::TxnRequest) (defined in `kv/request.rs` and `txn.rs`).
+//! [`TxnRequest`] (defined in `kv/request.rs` and `txn.rs`).
 //!
 //! # Results
 //!
@@ -32,6 +32,7 @@ pub use request::{
     AcquireRequest, DeleteRequest, DeleteTreeRequest, GetRequest, ItemsRequest, KeysRequest,
     RawRequest, ReleaseRequest, SetRequest,
 };
+pub(crate) use result::list_result_impls;
 pub use result::{Items, Key, Keys, RawValue};
 
 /// The KV endpoint, from [`Client::kv`].

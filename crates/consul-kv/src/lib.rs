@@ -28,9 +28,12 @@
 //! # How it reads
 //!
 //! [`Client`] hands out endpoints: [`Client::kv`] ([`Kv`]) and [`Client::session`]
-//! ([`Sessions`]). Each endpoint method returns a builder; **`.await` sends the request**
-//! (the builders implement [`IntoFuture`](std::future::IntoFuture)). Builders take per-call
-//! settings before they are awaited:
+//! ([`Sessions`]). Each endpoint method returns a request ([`kv::GetRequest`],
+//! [`kv::SetRequest`], [`TxnRequest`], [`session::CreateSessionRequest`], …); **`.await` sends
+//! it** (the requests implement [`IntoFuture`](std::future::IntoFuture)). A request owns a
+//! clone of the client, so it borrows nothing: `tokio::spawn(kv.get("k").into_future())`
+//! works, and a request can be kept, cloned and awaited later. Requests take per-call settings
+//! before they are awaited:
 //!
 //! - reads: [`consistency`](kv::GetRequest::consistency), blocking with
 //!   [`index`](kv::GetRequest::index) / [`wait`](kv::GetRequest::wait), and on every request
@@ -39,9 +42,11 @@
 //! - writes: [`cas`](kv::SetRequest::cas), [`flags`](kv::SetRequest::flags);
 //! - [`Kv::dc`] binds a whole endpoint to a datacenter: `client.kv().dc("dc2")`.
 //!
-//! Values are bytes ([`bytes::Bytes`]); a missing key is `Ok(None)`, not an error. Writes
-//! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in the
-//! seed API; [`outcome`](kv::SetRequest::outcome) gives a [`WriteOutcome`] instead.
+//! Values are bytes ([`bytes::Bytes`]); writes accept text or bytes, owned or borrowed
+//! ([`IntoValue`]), and `.cas(..)` accepts what a read returned ([`IntoCas`]). A missing key
+//! is `Ok(None)`, not an error. Writes
+//! resolve to `bool` (Consul's `true`/`false`), so `assert!(kv.set(..).await?)` reads as in
+//! aioconsul's API; [`outcome`](kv::SetRequest::outcome) gives a [`WriteOutcome`] instead.
 //!
 //! # Acquire and release replace the value
 //!
@@ -61,8 +66,9 @@
 //!
 //! # Errors
 //!
-//! Every call returns [`Result`], whose error is the executor's [`Error`]: it says whether a
-//! retry may help ([`Error::is_retryable`]) and when a write's outcome is unknown
+//! Every call returns [`Result`], whose error is the executor's [`Error`]: its `Display` names
+//! the request (`GET /v1/kv/app: unknown datacenter`), and it says whether a retry may help
+//! ([`Error::is_retryable`]) and when a write's outcome is unknown
 //! ([`Error::OutcomeUnknown`]). Reads and writes Consul certainly did not apply were already
 //! retried with backoff. The ACL token never appears in an error, `Debug` or log line.
 //!
@@ -71,10 +77,16 @@
 //! This is the facade over [`consul_kv_proto`] (the protocol, without I/O; re-exported as
 //! [`proto`]) and [`consul_kv_hyper`] (the executor: pooled connections, deadlines, bounded
 //! bodies, retries, TLS).
+//!
+//! # Cargo features
+//!
+//! None of its own. HTTPS comes from `consul-kv-hyper`'s default `rustls` feature, which this
+//! crate keeps on.
 
 #![deny(missing_docs)]
 
 mod client;
+mod holding;
 pub mod kv;
 mod lock;
 mod meta;
@@ -85,7 +97,9 @@ mod txn;
 mod watch;
 
 pub use bytes::Bytes;
-pub use consul_kv_hyper::{ConfigError, Error, HyperClient, RetryPolicy, TransportError};
+pub use consul_kv_hyper::{
+    ConfigError, Error, HyperClient, RequestTarget, RetryPolicy, TransportError,
+};
 pub use consul_kv_proto as proto;
 pub use consul_kv_proto::session::ServiceCheck;
 pub use consul_kv_proto::txn::{TxnOp, TxnResponse};
@@ -95,8 +109,9 @@ pub use consul_kv_proto::{
 };
 
 pub use client::{Client, ClientBuilder};
+pub use holding::{LockError, LockLost, LockStatus};
 pub use kv::{Items, Key, Keys, Kv, RawValue};
-pub use lock::{Lock, LockBuilder, LockError, LockLost, LockStatus, LOCK_FLAG};
+pub use lock::{Lock, LockBuilder, LOCK_FLAG};
 pub use meta::{ConsulMeta, IntoCas};
 pub use scope::BoxFuture;
 pub use semaphore::{Semaphore, SemaphoreBuilder, SEMAPHORE_FLAG, SEMAPHORE_LOCK_KEY};

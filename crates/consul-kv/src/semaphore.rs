@@ -11,8 +11,8 @@ use consul_kv_proto::{Behavior, Cas, Consistency, KvPair, SessionId, WriteOutcom
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::holding::{holder_setters, HolderConfig, Holding, LockError, LockLost, LockStatus};
 use crate::kv::Kv;
-use crate::lock::{common_builder_setters, Common, Holding, LockError, LockLost, LockStatus};
 use crate::scope::BoxFuture;
 use crate::session::SessionKeeper;
 use crate::Result;
@@ -101,14 +101,14 @@ impl Layout {
 #[must_use = "a semaphore builder does nothing until it is awaited"]
 #[derive(Debug, Clone)]
 pub struct SemaphoreBuilder {
-    common: Common,
+    config: HolderConfig,
     layout: Layout,
 }
 
 impl SemaphoreBuilder {
     pub(crate) fn new(kv: Kv, prefix: String, limit: usize) -> Self {
         Self {
-            common: Common::new(kv, Bytes::new(), "Consul API Semaphore"),
+            config: HolderConfig::new(kv, Bytes::new(), "Consul API Semaphore"),
             layout: Layout {
                 prefix: prefix.trim_end_matches('/').to_owned(),
                 limit,
@@ -116,7 +116,7 @@ impl SemaphoreBuilder {
         }
     }
 
-    common_builder_setters!();
+    holder_setters!();
 
     /// Waits until a slot is held.
     ///
@@ -129,11 +129,9 @@ impl SemaphoreBuilder {
     /// when it was written with another limit, [`LockError::InvalidLimit`] for a limit of 0
     /// or an empty prefix, and the errors of [`LockBuilder::acquire`](crate::LockBuilder::acquire).
     pub async fn acquire(self) -> std::result::Result<Semaphore, LockError> {
-        loop {
-            if let Some(s) = self.clone().run(false).await? {
-                return Ok(s);
-            }
-        }
+        self.config
+            .acquire_retrying(|| self.clone().run(false))
+            .await
     }
 
     /// Tries once: `Some` when a slot was free and is now held, `None` when all are taken.
@@ -148,10 +146,10 @@ impl SemaphoreBuilder {
         if self.layout.limit == 0 || self.layout.prefix.is_empty() {
             return Err(LockError::InvalidLimit);
         }
-        let (session, keeper) = self.common.create_session(Behavior::Delete).await?;
+        let (session, keeper) = self.config.create_session(Behavior::Delete).await?;
         match self.contend(&session, &keeper, once).await {
             Ok(true) => Ok(Some(Semaphore::start(
-                self.common,
+                self.config,
                 self.layout,
                 session,
                 keeper,
@@ -173,7 +171,7 @@ impl SemaphoreBuilder {
         keeper: &SessionKeeper,
         once: bool,
     ) -> std::result::Result<bool, LockError> {
-        let c = &self.common;
+        let c = &self.config;
         let l = &self.layout;
         let contender = l.contender_key(session);
         let made = op::Set::acquire(contender.clone(), session.clone(), c.value.clone())
@@ -249,7 +247,7 @@ impl IntoFuture for SemaphoreBuilder {
 /// session expires by its TTL, its contender key is deleted, and the next contender prunes the
 /// stale holder).
 pub struct Semaphore {
-    common: Common,
+    config: HolderConfig,
     layout: Layout,
     holding: Holding,
 }
@@ -266,9 +264,14 @@ impl fmt::Debug for Semaphore {
 }
 
 impl Semaphore {
-    fn start(common: Common, layout: Layout, session: SessionId, keeper: SessionKeeper) -> Self {
+    fn start(
+        config: HolderConfig,
+        layout: Layout,
+        session: SessionId,
+        keeper: SessionKeeper,
+    ) -> Self {
         let items = op::ListItems::new(layout.list_prefix())
-            .with_options(common.kv.scope.read_options())
+            .with_options(config.kv.scope.read_options())
             .consistency(Consistency::Consistent);
         let held = {
             let layout = layout.clone();
@@ -279,9 +282,9 @@ impl Semaphore {
                     .is_ok_and(|(_, v)| v.holders.contains_key(session.as_str()))
             }
         };
-        let holding = Holding::start(&common.kv, items, held, session, keeper);
+        let holding = Holding::start(&config.kv, items, held, session, keeper);
         Self {
-            common,
+            config,
             layout,
             holding,
         }
@@ -331,7 +334,7 @@ impl Semaphore {
     }
 
     async fn remove_holder(&self) -> Result<()> {
-        let c = &self.common;
+        let c = &self.config;
         let l = &self.layout;
         let lock_key = l.lock_key();
         for _ in 0..100 {

@@ -208,36 +208,13 @@ pub struct SessionList {
     meta: ConsulMeta,
 }
 
-impl SessionList {
-    /// The meta of the read.
-    pub fn consul(&self) -> &ConsulMeta {
-        &self.meta
-    }
+crate::kv::list_result_impls!(SessionList, SessionEntry, entries);
 
+impl SessionList {
     /// Whether session `id` is listed.
     pub fn contains(&self, id: impl AsRef<SessionId>) -> bool {
         let id = id.as_ref();
         self.entries.iter().any(|e| &e.id == id)
-    }
-
-    /// The entries.
-    pub fn into_vec(self) -> Vec<SessionEntry> {
-        self.entries
-    }
-}
-
-impl Deref for SessionList {
-    type Target = [SessionEntry];
-    fn deref(&self) -> &[SessionEntry] {
-        &self.entries
-    }
-}
-
-impl IntoIterator for SessionList {
-    type Item = SessionEntry;
-    type IntoIter = std::vec::IntoIter<SessionEntry>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
     }
 }
 
@@ -442,10 +419,7 @@ impl ListNodeSessionsRequest {
         finish_read(&mut self.opts);
         let op = op::ListNodeSessions::new(self.node)?.with_options(self.opts);
         let r = self.sessions.client.exec.execute(&op).await?;
-        Ok(SessionList {
-            entries: r.value,
-            meta: ConsulMeta::for_list(r.meta),
-        })
+        Ok(SessionList::new(r.value, r.meta))
     }
 }
 into_future!(ListNodeSessionsRequest, SessionList);
@@ -476,10 +450,7 @@ impl ListSessionsRequest {
     pub async fn send(mut self) -> Result<SessionList> {
         finish_read(self.op.options_mut());
         let r = self.sessions.client.exec.execute(&self.op).await?;
-        Ok(SessionList {
-            entries: r.value,
-            meta: ConsulMeta::for_list(r.meta),
-        })
+        Ok(SessionList::new(r.value, r.meta))
     }
 }
 into_future!(ListSessionsRequest, SessionList);
@@ -682,7 +653,10 @@ async fn renew_loop(
             }
             Err(_elapsed) => {
                 if now.duration_since(last_ok) >= give_up {
-                    let e = Error::Timeout { after: budget };
+                    let e = Error::Timeout {
+                        request: None,
+                        after: budget,
+                    };
                     let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
                     return;
                 }

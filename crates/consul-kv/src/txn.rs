@@ -1,5 +1,6 @@
 //! Transactions: [`TxnRequest`], from [`Kv::txn`](crate::Kv::txn).
 
+use consul_kv_proto::http::Method;
 use consul_kv_proto::txn::{self as op, TxnOp, TxnResponse};
 use consul_kv_proto::{
     Consistency, Index, IntoValue, KvPair, ResponseError, SessionId, TxnErrors, TxnOpError,
@@ -9,7 +10,7 @@ use consul_kv_proto::{
 use crate::kv::Kv;
 use crate::meta::IntoCas;
 use crate::scope::{common_setters, into_future};
-use crate::{Client, Error, Result};
+use crate::{Client, Error, RequestTarget, Result};
 
 /// A KV transaction (`PUT /v1/txn`): the operations are applied atomically, all or none.
 ///
@@ -94,9 +95,12 @@ impl TxnOutcome {
     pub fn into_result(self) -> Result<TxnResponse> {
         match self {
             Self::Committed(r) => Ok(r),
-            Self::RolledBack(errors) => Err(Error::from(ResponseError::TxnRolledBack {
-                errors: TxnErrors(errors),
-            })),
+            Self::RolledBack(errors) => Err(Error::Response {
+                request: Some(RequestTarget::new(Method::PUT, "/v1/txn")),
+                error: ResponseError::TxnRolledBack {
+                    errors: TxnErrors(errors),
+                },
+            }),
         }
     }
 }
@@ -152,7 +156,7 @@ impl TxnRequest {
         self.op(TxnOp::set(key, value).with_flags(flags))
     }
 
-    /// `cas`: writes `value` if the key's modify index matches ([`Cas::Absent`]: if the key
+    /// `cas`: writes `value` if the key's modify index matches ([`Cas::Absent`](crate::Cas::Absent): if the key
     /// does not exist).
     pub fn cas(self, key: impl Into<String>, value: impl IntoValue, cas: impl IntoCas) -> Self {
         self.op(TxnOp::cas(key, value, cas.into_cas()))
@@ -235,9 +239,10 @@ impl TxnRequest {
         *t.options_mut() = self.opts;
         match self.client.exec.execute(&t).await {
             Ok(r) => Ok(TxnOutcome::Committed(r)),
-            Err(Error::Response(ResponseError::TxnRolledBack { errors })) => {
-                Ok(TxnOutcome::RolledBack(errors.0))
-            }
+            Err(Error::Response {
+                error: ResponseError::TxnRolledBack { errors },
+                ..
+            }) => Ok(TxnOutcome::RolledBack(errors.0)),
             Err(e) => Err(e),
         }
     }

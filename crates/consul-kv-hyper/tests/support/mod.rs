@@ -387,31 +387,37 @@ impl RawServer {
 pub async fn read_request(s: &mut TcpStream, conn: usize, stats: &Stats) -> Option<Seen> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
+    let mut raw_headers = [httparse::EMPTY_HEADER; 64];
+    loop {
+        let mut probe = [httparse::EMPTY_HEADER; 64];
+        if httparse::Request::new(&mut probe)
+            .parse(&buf)
+            .ok()?
+            .is_complete()
+        {
+            break;
         }
         let n = s.read(&mut chunk).await.ok()?;
         if n == 0 {
             return None;
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+    let mut req = httparse::Request::new(&mut raw_headers);
+    let httparse::Status::Complete(head_end) = req.parse(&buf).ok()? else {
+        return None;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_owned();
-    let uri = first.next()?.to_owned();
+    let method = req.method?.to_owned();
+    let uri = req.path?.to_owned();
     let mut headers = HeaderMap::new();
     let mut len = 0usize;
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (k, v) = line.split_once(':')?;
-        if k.eq_ignore_ascii_case("content-length") {
-            len = v.trim().parse().ok()?;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            len = std::str::from_utf8(h.value).ok()?.trim().parse().ok()?;
         }
         headers.append(
-            http::HeaderName::from_bytes(k.trim().as_bytes()).ok()?,
-            http::HeaderValue::from_str(v.trim()).ok()?,
+            http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+            http::HeaderValue::from_bytes(h.value).ok()?,
         );
     }
     while buf.len() < head_end + len {

@@ -10,6 +10,55 @@ use consul_kv_proto::{Cas, Index, KvPair, QueryMeta};
 
 use crate::meta::ConsulMeta;
 
+/// What every list result ([`Items`], [`Keys`], [`SessionList`](crate::SessionList)) has: a
+/// constructor from the read, the meta, `into_vec`, `Deref` to the slice, and iteration.
+macro_rules! list_result_impls {
+    ($ty:ident, $item:ty, $field:ident) => {
+        impl $ty {
+            pub(crate) fn new($field: Vec<$item>, query: consul_kv_proto::QueryMeta) -> Self {
+                Self {
+                    $field,
+                    meta: $crate::ConsulMeta::for_list(query),
+                }
+            }
+
+            /// The meta of the read.
+            pub fn consul(&self) -> &$crate::ConsulMeta {
+                &self.meta
+            }
+
+            /// The entries, owned.
+            pub fn into_vec(self) -> Vec<$item> {
+                self.$field
+            }
+        }
+
+        impl std::ops::Deref for $ty {
+            type Target = [$item];
+            fn deref(&self) -> &[$item] {
+                &self.$field
+            }
+        }
+
+        impl IntoIterator for $ty {
+            type Item = $item;
+            type IntoIter = std::vec::IntoIter<$item>;
+            fn into_iter(self) -> Self::IntoIter {
+                self.$field.into_iter()
+            }
+        }
+
+        impl<'a> IntoIterator for &'a $ty {
+            type Item = &'a $item;
+            type IntoIter = std::slice::Iter<'a, $item>;
+            fn into_iter(self) -> Self::IntoIter {
+                self.$field.iter()
+            }
+        }
+    };
+}
+pub(crate) use list_result_impls;
+
 /// One key as read by [`Kv::get`](crate::Kv::get): the [`KvPair`] (value bytes, flags, indexes, session) and
 /// the [`ConsulMeta`] of the read.
 ///
@@ -125,19 +174,9 @@ pub struct Items {
     meta: ConsulMeta,
 }
 
+list_result_impls!(Items, KvPair, entries);
+
 impl Items {
-    pub(crate) fn new(entries: Vec<KvPair>, query: QueryMeta) -> Self {
-        Self {
-            entries,
-            meta: ConsulMeta::for_list(query),
-        }
-    }
-
-    /// The meta of the read.
-    pub fn consul(&self) -> &ConsulMeta {
-        &self.meta
-    }
-
     /// The entry for `key`, if listed.
     pub fn get(&self, key: &str) -> Option<&KvPair> {
         self.entries.iter().find(|p| p.key == key)
@@ -146,34 +185,6 @@ impl Items {
     /// The entries, in Consul's order (sorted by key).
     pub fn entries(&self) -> &[KvPair] {
         &self.entries
-    }
-
-    /// The entries.
-    pub fn into_vec(self) -> Vec<KvPair> {
-        self.entries
-    }
-}
-
-impl Deref for Items {
-    type Target = [KvPair];
-    fn deref(&self) -> &[KvPair] {
-        &self.entries
-    }
-}
-
-impl IntoIterator for Items {
-    type Item = KvPair;
-    type IntoIter = std::vec::IntoIter<KvPair>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
-    }
-}
-
-impl<'a> IntoIterator for &'a Items {
-    type Item = &'a KvPair;
-    type IntoIter = std::slice::Iter<'a, KvPair>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter()
     }
 }
 
@@ -186,49 +197,11 @@ pub struct Keys {
     meta: ConsulMeta,
 }
 
+list_result_impls!(Keys, String, keys);
+
 impl Keys {
-    pub(crate) fn new(keys: Vec<String>, query: QueryMeta) -> Self {
-        Self {
-            keys,
-            meta: ConsulMeta::for_list(query),
-        }
-    }
-
-    /// The meta of the read.
-    pub fn consul(&self) -> &ConsulMeta {
-        &self.meta
-    }
-
     /// Whether `key` is listed.
     pub fn contains(&self, key: &str) -> bool {
         self.keys.iter().any(|k| k == key)
-    }
-
-    /// The names.
-    pub fn into_vec(self) -> Vec<String> {
-        self.keys
-    }
-}
-
-impl Deref for Keys {
-    type Target = [String];
-    fn deref(&self) -> &[String] {
-        &self.keys
-    }
-}
-
-impl IntoIterator for Keys {
-    type Item = String;
-    type IntoIter = std::vec::IntoIter<String>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.keys.into_iter()
-    }
-}
-
-impl<'a> IntoIterator for &'a Keys {
-    type Item = &'a String;
-    type IntoIter = std::slice::Iter<'a, String>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.keys.iter()
     }
 }

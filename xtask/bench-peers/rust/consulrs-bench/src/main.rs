@@ -4,14 +4,10 @@
 //! the `kv::read / set / keys` functions as its README shows. `kv::set` takes a
 //! `&'static [u8]` value, so the values this program writes are leaked once and reused.
 
-#[path = "../../../../../crates/consul-kv-bench/src/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use harness::{cli_main, Contender, OpError, Watcher};
+use consul_kv_bench_harness::{cli_main, finish, Contender, OpError, Watcher};
 use consulrs::api::features::{Blocking, Features};
 use consulrs::api::kv::requests::{ReadKeyRequest, SetKeyRequest};
 use consulrs::client::{ConsulClient, ConsulClientSettingsBuilder};
@@ -140,20 +136,6 @@ impl Watcher for RsWatch {
         match r.response.into_iter().next().and_then(|p| p.value) {
             Some(v) => Ok(Some(v.try_into().map_err(OpError::failed)?)),
             None => Ok(None),
-        }
-    }
-}
-
-/// Prints the result line, or the usage error.
-fn finish(result: Result<harness::Outcome, String>) -> std::process::ExitCode {
-    match result {
-        Ok(o) => {
-            println!("{}", o.to_json());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::ExitCode::from(2)
         }
     }
 }

@@ -4,13 +4,9 @@
 //! keeps no idle connections (`pool_max_idle_per_host(0)`), and that is what users get.
 //! rs-consul has no `?keys` call, so `keys` is reported as unsupported.
 
-#[path = "../../../../../crates/consul-kv-bench/src/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
 use std::time::Duration;
 
-use harness::{cli_main, Contender, OpError, Watcher};
+use consul_kv_bench_harness::{cli_main, finish, Contender, OpError, Watcher};
 use rs_consul::{
     Config, Consul, ConsulError, CreateOrUpdateKeyRequest, ReadKeyRequest, ReadKeyResponse,
 };
@@ -23,14 +19,21 @@ fn not_found(e: &ConsulError) -> bool {
 }
 
 fn entry(r: &ReadKeyResponse) -> (usize, u64) {
-    (r.value.as_ref().map_or(0, String::len), r.modify_index as u64)
+    (
+        r.value.as_ref().map_or(0, String::len),
+        r.modify_index as u64,
+    )
 }
 
 impl Contender for RsConsul {
     type Watcher = RsWatch;
 
     async fn get(&self, key: &str) -> Result<Option<(usize, u64)>, OpError> {
-        match self.0.read_key(ReadKeyRequest::builder().key(key).build()).await {
+        match self
+            .0
+            .read_key(ReadKeyRequest::builder().key(key).build())
+            .await
+        {
             Ok(m) => Ok(m.response.first().map(entry)),
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(OpError::failed(e)),
@@ -98,28 +101,13 @@ impl Watcher for RsWatch {
         match self.client.read_key(req).await {
             Ok(m) => {
                 self.index = Some(m.index);
-                Ok(m
-                    .response
+                Ok(m.response
                     .into_iter()
                     .next()
                     .and_then(|r| r.value)
                     .map(String::into_bytes))
             }
             Err(e) => Err(OpError::failed(e)),
-        }
-    }
-}
-
-/// Prints the result line, or the usage error.
-fn finish(result: Result<harness::Outcome, String>) -> std::process::ExitCode {
-    match result {
-        Ok(o) => {
-            println!("{}", o.to_json());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::ExitCode::from(2)
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The measurement harness every Rust contender shares: the command line contract, the
 //! workload loops, latency percentiles and the one-line JSON result.
 //!
-//! It depends on std and tokio only. The out-of-workspace Rust peers
-//! (`xtask/bench-peers/rust`) compile this very file through `#[path]`, so every Rust
+//! A crate of its own (std, tokio and serde_json only) so that consul-kv-bench and the
+//! out-of-workspace Rust peers (`xtask/bench-peers/rust`) depend on it by path: every Rust
 //! contender is timed by identical code; the Go and Python peers implement the same contract.
 //!
 //! # Contract
@@ -17,7 +17,6 @@
 //! workers. Peak memory is `VmHWM` from `/proc/self/status`, read before the workload's first
 //! call and after its last.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,7 +86,7 @@ impl Workload {
     }
 }
 
-/// The prefix the list workloads read, and the seed step fills.
+/// The prefix the list workloads read, which `consul-kv-bench seed` fills.
 pub const DEFAULT_PREFIX: &str = "bench/items/";
 
 /// The usage text of the shared contract.
@@ -391,25 +390,24 @@ impl Outcome {
     }
 }
 
-/// A JSON string literal.
+/// A JSON string literal (serde_json's escaping).
 pub fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    serde_json::Value::from(s).to_string()
+}
+
+/// The end of a contender's `main`: prints the result line and exits 0, or prints the usage
+/// error and exits 2. Every Rust contender ends the same way.
+pub fn finish(result: Result<Outcome, String>) -> std::process::ExitCode {
+    match result {
+        Ok(o) => {
+            println!("{}", o.to_json());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::from(2)
         }
     }
-    out.push('"');
-    out
 }
 
 /// Nearest-rank percentile of sorted samples (0 when empty).

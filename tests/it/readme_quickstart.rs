@@ -1,9 +1,12 @@
-//! The issue's snippet, verbatim, with `Client::from_env()` reading `CONSUL_HTTP_ADDR`.
+//! The README's quick start, verbatim, with `Client::from_env()` reading `CONSUL_HTTP_ADDR`.
+//!
+//! [`readme_quick_start_is_this_code`] checks that the code below is the README's quick start
+//! (comments and hidden `# ` lines aside), so the README cannot drift from what is tested.
 //!
 //! Environment variables are process-wide and the other cases run in parallel threads (and
-//! `server::start()` reads `CONSUL_HTTP_ADDR`), so the snippet runs in a child process: the
-//! parent starts a devserver with `dc1` and `dc2`, seeds it, and re-runs this test binary
-//! filtered to [`verbatim_in_child`] with `CONSUL_HTTP_ADDR` pointing at the devserver. Run
+//! `server::start()` reads `CONSUL_HTTP_ADDR`), so the quick start runs in a child process: the
+//! parent starts a devserver with `dc1` and `dc2`, fills it, and re-runs this test binary
+//! filtered to [`quick_start_in_child`] with `CONSUL_HTTP_ADDR` pointing at the devserver. Run
 //! directly (without the marker variable), the child case returns at once.
 
 use std::process::Command;
@@ -12,13 +15,13 @@ use consul_kv_devserver::DevServer;
 use consul_kv_tests::server;
 
 /// Set by the parent for the child run.
-const CHILD_VAR: &str = "CONSUL_KV_IT_SNIPPET_CHILD";
+const CHILD_VAR: &str = "CONSUL_KV_IT_QUICKSTART_CHILD";
 
 #[tokio::test]
-async fn snippet_runs_verbatim_against_the_devserver() {
+async fn readme_quick_start_runs_verbatim_against_the_devserver() {
     let server = server::start_with(DevServer::builder().datacenter("dc1").datacenter("dc2")).await;
-    let seed = crate::client(&server);
-    let kv = seed.kv();
+    let setup = crate::client(&server);
+    let kv = setup.kv();
     assert!(kv.set("my/prefix/a", "1").await.unwrap());
     assert!(kv.set("my/prefix/b/c", "2").await.unwrap());
     assert!(kv.dc("dc2").set("foo/bar/baz", "in dc2").await.unwrap());
@@ -28,7 +31,7 @@ async fn snippet_runs_verbatim_against_the_devserver() {
     let output = tokio::task::spawn_blocking(move || {
         let mut cmd = Command::new(exe);
         cmd.args([
-            "snippet::verbatim_in_child",
+            "readme_quickstart::quick_start_in_child",
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -50,21 +53,22 @@ async fn snippet_runs_verbatim_against_the_devserver() {
         stdout.contains("1 passed"),
         "the child ran no test:\n{stdout}"
     );
-    assert!(stdout.contains("snippet ok"), "{stdout}");
+    assert!(stdout.contains("quick start ok"), "{stdout}");
 
-    // What the snippet left behind: "foo" acquired and released, with an empty value.
+    // What the quick start left behind: "foo" acquired and released, with an empty value.
     let foo = kv.get("foo").await.unwrap().expect("foo exists");
     assert!(foo.session.is_none());
     assert_eq!(foo.bytes(), b"");
 }
 
-/// The snippet itself; a no-op unless started by the case above.
+/// The quick start itself; a no-op unless started by the case above.
 #[rustfmt::skip]
 #[tokio::test]
-async fn verbatim_in_child() -> Result<(), Box<dyn std::error::Error>> {
+async fn quick_start_in_child() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os(CHILD_VAR).is_none() {
         return Ok(());
     }
+    // quick start begins
     let client = consul_kv::Client::from_env()?;          // CONSUL_HTTP_ADDR …, default http://127.0.0.1:8500
     let kv = client.kv();
     assert!(kv.set("foo", "bar").await?);
@@ -78,8 +82,9 @@ async fn verbatim_in_child() -> Result<(), Box<dyn std::error::Error>> {
     assert!(kv.acquire("foo", &session).await?);          // optional .value(..) / .flags(..)
     assert!(kv.release("foo", &session).await?);
     let dc2 = client.kv().dc("dc2").items("foo/bar").await?;
+    // quick start ends
 
-    // What the snippet saw.
+    // What the quick start saw.
     assert_eq!(value.as_ref().unwrap().bytes(), b"bar");
     assert!(!kv.set("foo", "stale").cas(meta).await?, "a second CAS with the old meta fails");
     assert_eq!(values.len(), 2);
@@ -95,6 +100,38 @@ async fn verbatim_in_child() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(dc2[0].key, "foo/bar/baz");
     assert_eq!(dc2[0].value_bytes(), b"in dc2");
     assert!(client.session().destroy(&session).await?);
-    println!("snippet ok");
+    println!("quick start ok");
     Ok(())
+}
+
+/// The code lines of `text` (comments, hidden `# ` doc lines and blank lines dropped).
+fn code_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn readme_quick_start_is_this_code() {
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("```rust")
+        .nth(1)
+        .and_then(|b| b.split_once('\n'))
+        .and_then(|(_, b)| b.split("```").next())
+        .expect("README.md has a ```rust quick start block");
+    let this = include_str!("readme_quickstart.rs");
+    let body = this
+        .split("// quick start begins")
+        .nth(1)
+        .and_then(|b| b.split("// quick start ends").next())
+        .expect("markers");
+    let want = code_lines(block);
+    assert!(
+        want.len() >= 10,
+        "the quick start block was not found: {want:?}"
+    );
+    assert_eq!(want, code_lines(body));
 }
