@@ -199,8 +199,17 @@ async fn sigkill_under_eight_writers_loses_no_acknowledged_write() {
                 }
             }));
         }
-        // Kill at a random moment while the writers run.
-        tokio::time::sleep(Duration::from_millis(50 + random_below(350))).await;
+        // Kill at a random moment while the writers run (once they are writing: on a loaded
+        // machine the first answer may take a while).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while round_acked.lock().unwrap().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no write was acknowledged"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(random_below(300))).await;
         child.kill().unwrap();
         let _ = child.wait();
         for t in tasks {
