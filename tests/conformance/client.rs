@@ -188,7 +188,7 @@ pub(crate) fn unb64(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
 
-/// Prints a skip note.
+/// Records a skipped case (see `consul_kv_tests::skips`).
 pub(crate) fn skip(case: &str, why: &str) {
-    eprintln!("note: {case}: skipped: {why}");
+    consul_kv_tests::skips::record(case, why);
 }

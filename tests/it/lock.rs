@@ -78,7 +78,7 @@ async fn lock_gives_mutual_exclusion() {
 }
 
 #[tokio::test]
-async fn loss_is_signalled_within_a_second_of_the_session_being_destroyed() {
+async fn loss_is_signalled_by_the_monitor_wake_not_its_timeout() {
     let server = server::start().await;
     let client = client(&server);
     let key = format!("{}leader", prefix("lock-loss"));
@@ -91,11 +91,13 @@ async fn loss_is_signalled_within_a_second_of_the_session_being_destroyed() {
 
     let t = Instant::now();
     assert!(client.session().destroy(lock.session()).await.unwrap());
-    let lost = within(Duration::from_secs(1), "loss within 1 s", lock.lost()).await;
-    assert!(t.elapsed() < Duration::from_secs(1));
+    // The monitor's blocking read wakes on the change; without that, loss would only be seen
+    // when its 60 s wait ends. 10 s is far below that and holds on a loaded machine.
+    let lost = within(Duration::from_secs(10), "loss by the wake", lock.lost()).await;
+    assert!(t.elapsed() < Duration::from_secs(10));
     assert!(matches!(lost, LockLost::Taken), "{lost:?}");
     assert!(!lock.is_held());
-    within(Duration::from_secs(1), "status channel", status.changed())
+    within(Duration::from_secs(10), "status channel", status.changed())
         .await
         .unwrap();
     assert!(matches!(*status.borrow(), LockStatus::Lost(_)));
@@ -241,10 +243,11 @@ async fn try_acquire_and_waiting_contenders() {
     assert!(!waiter.is_finished());
     let t = Instant::now();
     assert!(first.release().await.unwrap());
-    let second = within(Duration::from_secs(2), "handover", waiter)
+    // The waiter wakes on the release, not after its blocking read's wait.
+    let second = within(Duration::from_secs(10), "handover", waiter)
         .await
         .unwrap();
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(t.elapsed() < Duration::from_secs(10));
     assert_eq!(
         client.kv().get(&key).await.unwrap().unwrap().as_str(),
         Some("second")

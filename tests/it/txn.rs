@@ -82,10 +82,18 @@ async fn every_verb_commits_with_typed_results() {
     let outcome = kv.txn().delete_tree(format!("{p}d/")).await.unwrap();
     assert!(outcome.is_committed());
     assert!(kv.keys(format!("{p}d/")).await.unwrap().is_empty());
-    // Per-call settings.
+    // Per-call settings: the transaction is sent to the named datacenter.
     let txn = kv.txn().get(&c).dc("dc1");
     assert_eq!(txn.ops().len(), 1);
-    let _ = txn;
+    let TxnOutcome::Committed(r) = txn.await.unwrap() else {
+        panic!("a get of an existing key commits")
+    };
+    assert_eq!(r.results.len(), 1);
+    assert_eq!(r.results[0].key, c);
+    assert_eq!(r.results[0].value_bytes(), b"33");
+    // A datacenter that does not exist fails the call instead of being ignored.
+    let e = kv.txn().get(&c).dc("no-such-dc").await.unwrap_err();
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(500), "{e:?}");
     assert!(session.destroy().await.unwrap());
 }
 
@@ -109,9 +117,12 @@ async fn rollback_reports_every_failing_operation() {
     let TxnOutcome::RolledBack(errors) = &outcome else {
         panic!("{outcome:?}")
     };
+    // Both failing operations are reported, in order, and nothing else: the
+    // check-not-exists of an existing key (1) and the CAS with a stale index (2).
     let failing: Vec<usize> = errors.iter().map(|e| e.op_index).collect();
-    assert!(failing.contains(&1), "{errors:?}");
-    assert!(!errors[0].what.is_empty());
+    assert_eq!(failing, [1, 2], "{errors:?}");
+    assert!(errors[0].what.contains("exists"), "{errors:?}");
+    assert!(errors[1].what.contains("stale"), "{errors:?}");
     assert!(outcome.results().is_none());
     assert!(outcome.errors().is_some());
     // Nothing was applied.

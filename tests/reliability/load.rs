@@ -130,6 +130,7 @@ async fn r2_lock_contenders_never_overlap() {
 
 #[tokio::test]
 async fn r2_lock_loss_is_reported_within_a_second_and_renewal_stops() {
+    let bound = crate::latency_bound(Duration::from_secs(1));
     let _x = crate::EXCLUSIVE.read().await;
     let server = devserver().await;
     let proxy = FaultProxy::start(server.addr()).await;
@@ -149,7 +150,7 @@ async fn r2_lock_loss_is_reported_within_a_second_and_renewal_stops() {
         .destroy(&session)
         .await
         .unwrap());
-    let lost = tokio::time::timeout(Duration::from_secs(5), lock.lost()).await;
+    let lost = tokio::time::timeout(Duration::from_secs(10), lock.lost()).await;
     let took = start.elapsed();
     let renews = |p: &FaultProxy| {
         p.stats()
@@ -170,8 +171,11 @@ async fn r2_lock_loss_is_reported_within_a_second_and_renewal_stops() {
             took.as_millis(),
             later - after_grace
         ),
-        "loss ≤ 1000 ms; renewal stopped within 1 s",
-        lost.is_ok() && took <= Duration::from_secs(1) && later == after_grace,
+        &format!(
+            "loss ≤ {} ms; renewal stopped within 1 s",
+            bound.as_millis()
+        ),
+        lost.is_ok() && took <= bound && later == after_grace,
     );
 }
 
@@ -305,13 +309,21 @@ async fn r4_watchers_converge_on_the_final_value_across_deletes_and_a_restart() 
             converged_after.map_or(-1, |d| d.as_millis() as i64),
             restart.as_millis()
         ),
-        "≤ 1000 ms after the last write; no busy loop",
-        converged_after.is_some_and(|d| d <= Duration::from_secs(1)) && per_watcher < writes as f64,
+        &format!(
+            "≤ {} ms after the last write; no busy loop",
+            crate::latency_bound(Duration::from_secs(1)).as_millis()
+        ),
+        converged_after.is_some_and(|d| d <= crate::latency_bound(Duration::from_secs(1)))
+            && per_watcher < writes as f64,
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r17_connection_cap_and_no_leaks_from_dropped_blocking_calls() {
+    // Open fds are process-wide: count them in a process that runs nothing else.
+    if !crate::isolated("load::r17_connection_cap_and_no_leaks_from_dropped_blocking_calls") {
+        return;
+    }
     let _x = EXCLUSIVE.write().await;
     let server = devserver().await;
     let proxy = FaultProxy::start(server.addr()).await;

@@ -1,5 +1,5 @@
 //! Reliability suite (rows R1–R20 of the matrix in `tests/reliability/README.md`; this suite
-//! measures R1, R2, R4, R6–R12 and R14–R18, the README says where the others are measured):
+//! measures every row but R19, the conformance suite, which `cargo xtask soak` adds):
 //! faults injected by a byte-level proxy, load with correctness checks, leaks, and bad input.
 //!
 //! Each scenario is one test that prints one figure as a line
@@ -13,6 +13,7 @@ mod changes;
 mod faults;
 mod helpers;
 mod load;
+mod matrix;
 mod rate_limit;
 
 use std::net::SocketAddr;
@@ -33,6 +34,47 @@ pub fn size(ci: usize, full: usize) -> usize {
     } else {
         ci
     }
+}
+
+/// A latency target of the matrix: exact at soak size (`cargo xtask soak`, one scenario at a
+/// time), five times wider at CI size, where the suite runs beside every other test on a
+/// loaded machine and a scheduling stall must not fail it.
+pub fn latency_bound(target: Duration) -> Duration {
+    if soak() {
+        target
+    } else {
+        target * 5
+    }
+}
+
+/// The environment variable that marks a child process running one isolated scenario.
+const ISOLATED: &str = "CONSUL_KV_RELIABILITY_ISOLATED";
+
+/// Runs scenario `name` (its path in this binary, e.g. `load::r17_…`) alone in a child
+/// process, for figures that sample the whole process (open fds, RSS): other tests running
+/// beside it in this process would move them. Returns `true` in that child, which runs the
+/// scenario; in the parent it runs the child, prints its figure lines, fails when the child
+/// failed, and returns `false`.
+pub fn isolated(name: &str) -> bool {
+    if std::env::var_os(ISOLATED).is_some() {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ISOLATED, "1")
+        .output()
+        .expect("run the scenario in a child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().filter(|l| l.contains("RELIABILITY | ")) {
+        println!("{}", &line[line.find("RELIABILITY | ").unwrap_or(0)..]);
+    }
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} in a child process:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
 }
 
 /// Prints the scenario's figure and fails the test when `pass` is false.

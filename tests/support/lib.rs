@@ -11,5 +11,6 @@ pub mod consul;
 pub mod history;
 pub mod proxy;
 pub mod server;
+pub mod skips;
 pub mod webdriver;
 pub mod workloads;

@@ -79,7 +79,9 @@ impl Fault {
         Self::Inject {
             status: 503,
             headers: Vec::new(),
-            body: b"rate limit exceeded".to_vec(),
+            // Consul's own text (its rate limiter, for leader-only writes): only with it does a
+            // 503 prove that nothing was applied.
+            body: b"rate limit exceeded, try again later".to_vec(),
         }
     }
 

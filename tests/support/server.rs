@@ -111,7 +111,7 @@ pub async fn start_with(builder: DevServerBuilder) -> TestServer {
 /// against an external server: for cases that need devserver-only settings.
 pub async fn start_devserver(case: &str, builder: DevServerBuilder) -> Option<TestServer> {
     if external_base().is_some() {
-        eprintln!("note: {case}: skipped, needs the devserver (CONSUL_HTTP_ADDR is set)");
+        crate::skips::record(case, "needs the devserver");
         return None;
     }
     Some(start_with(builder).await)

@@ -1,6 +1,6 @@
 //! Workloads shared by the reliability and cluster suites.
 
-use consul_kv::{Cas, Client, TxnOutcome};
+use consul_kv::{Cas, Client, Consistency, TxnOutcome};
 
 /// One increment of `<prefix>/counter`: read the counter, then in one transaction CAS it to
 /// n+1 and create `<prefix>/log/<n+1>` holding `token`. The log makes an ambiguous outcome
@@ -38,9 +38,13 @@ pub async fn cas_increment(c: &Client, prefix: &str, token: &str) -> (u64, u32) 
             Ok(TxnOutcome::Committed(_)) => return (next, conflicts),
             Ok(_) => conflicts += 1,
             Err(e) if e.is_outcome_unknown() || e.is_retryable() || e.is_timeout() => {
-                // Decide from the log: applied iff log/<next> holds our token.
+                // Decide from the log: applied iff log/<next> holds our token. A consistent
+                // read: right after a leader change, a default read on the new leader may not
+                // yet see an entry of the old leader's term that it is about to commit, and
+                // "absent" would then be wrong (the write applies a moment later: a double
+                // increment). Consul answers consistent reads only once it can vouch for them.
                 loop {
-                    match kv.get(&log).await {
+                    match kv.get(&log).consistency(Consistency::Consistent).await {
                         Ok(Some(k)) if k.bytes() == token.as_bytes() => return (next, conflicts),
                         Ok(_) => break,
                         Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,

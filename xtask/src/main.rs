@@ -183,7 +183,7 @@ fn msrv_build() -> Result {
 /// Runs the conformance suite, the facade's integration tests and the `consul-kv` command's
 /// tests (its golden cases side by side with the real `consul kv`) against a real Consul agent
 /// (built by `cargo xtask consul`), or says loudly why it could not.
-fn real_consul_suites(cargo: &str, bin: Option<&Path>) -> Result {
+fn real_consul_suites(cargo: &str, bin: Option<&Path>, skip_log: &Path) -> Result {
     let Some(bin) = bin else {
         eprintln!(
             "\n!!! REAL-CONSUL RUN SKIPPED: no Go toolchain found, so no Consul agent could be \
@@ -207,12 +207,49 @@ fn real_consul_suites(cargo: &str, bin: Option<&Path>) -> Result {
             "it",
             "--test",
             "cli",
+            "--test",
+            "watching",
+            "--test",
+            "helpers",
         ],
         &[
             ("CONSUL_KV_TEST_TARGET", "consul"),
             ("CONSUL_KV_CONSUL_BIN", bin.as_str()),
+            ("CONSUL_KV_SKIP_LOG", &skip_log.display().to_string()),
         ],
     )
+}
+
+/// A fresh (empty) skip log under `target/`, for the tests to append their skipped cases to.
+fn skip_log(name: &str) -> Result<PathBuf> {
+    let dir = root().join("target");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, "").map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// `N cases skipped <against>: a (why), b (why)` from a skip log, or `None` when it is empty.
+fn skip_summary(path: &Path, against: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut cases: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.split_once('\t') {
+            Some((case, why)) => format!("{case} ({why})"),
+            None => l.to_owned(),
+        })
+        .collect();
+    cases.sort();
+    cases.dedup();
+    (!cases.is_empty()).then(|| {
+        format!(
+            "{} case{} skipped {against}: {}",
+            cases.len(),
+            if cases.len() == 1 { "" } else { "s" },
+            cases.join(", ")
+        )
+    })
 }
 
 fn ci(_args: &[String]) -> Result {
@@ -239,10 +276,23 @@ fn ci(_args: &[String]) -> Result {
     } else {
         None
     };
+    let devserver_skips = skip_log("ci-skips-devserver.log")?;
+    let consul_skips = skip_log("ci-skips-consul.log")?;
+    let devserver_log = devserver_skips.display().to_string();
+    let bin = consul_bin
+        .as_deref()
+        .map(|b| b.display().to_string())
+        .unwrap_or_default();
+    let mut envs = vec![("CONSUL_KV_SKIP_LOG", devserver_log.as_str())];
+    if consul_bin.is_some() {
+        // The binary exists: the cluster failover test must run, not skip.
+        envs.push(("CONSUL_KV_CONSUL_BIN", bin.as_str()));
+        envs.push(("CONSUL_KV_REQUIRE_CONSUL", "1"));
+    }
     browser::ensure();
-    run(&cargo, &["test", "--workspace", "--locked"], &[])?;
+    run(&cargo, &["test", "--workspace", "--locked"], &envs)?;
     consistency::ci_report(&root());
-    real_consul_suites(&cargo, consul_bin.as_deref())?;
+    real_consul_suites(&cargo, consul_bin.as_deref(), &consul_skips)?;
     msrv_build()?;
     run(
         &cargo,
@@ -254,5 +304,21 @@ fn ci(_args: &[String]) -> Result {
         "\nci: all steps passed in {:.0} s",
         start.elapsed().as_secs_f64()
     );
+    if let Some(s) = skip_summary(&devserver_skips, "against the devserver") {
+        eprintln!("ci: {s}");
+    }
+    if consul_bin.is_some() {
+        eprintln!(
+            "ci: {}",
+            skip_summary(
+                &consul_skips,
+                &format!("against Consul {}", consul::CONSUL_VERSION)
+            )
+            .unwrap_or_else(|| format!(
+                "0 cases skipped against Consul {}",
+                consul::CONSUL_VERSION
+            ))
+        );
+    }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! `cargo xtask soak` and `cargo xtask fuzz`.
 //!
 //! - `soak` runs the reliability suite at the full sizes listed in `tests/reliability/README.md`
-//!   (release build, `CONSUL_KV_SOAK=1`, one scenario at a time) and prints one table:
+//!   (release build, `CONSUL_KV_SOAK=1`, one scenario at a time), then the conformance suite
+//!   for R19 (against the devserver, and against Consul 1.14.11 when `cargo xtask consul` has
+//!   built it), and prints one table:
 //!   scenario, figure, target, pass.
 //! - `fuzz [SECONDS]` runs every cargo-fuzz target in `fuzz/` for SECONDS each (default 60) on
 //!   a nightly toolchain, keeping the corpus in `fuzz/corpus/<target>`; without nightly it says
@@ -35,20 +37,44 @@ pub(crate) fn soak(root: &Path) -> Result {
         .output()
         .map_err(|e| format!("could not run cargo test: {e}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<Vec<&str>> = stdout
+    let mut rows: Vec<Vec<String>> = stdout
         .lines()
         // libtest prints `test name ... ` before the test's own output on the same line.
         .filter_map(|l| l.split_once("RELIABILITY | ").map(|(_, rest)| rest))
-        .map(|l| l.split(" | ").collect())
+        .map(|l| l.split(" | ").map(str::to_owned).collect())
         .collect();
+    rows.push(conformance_row(root, &cargo, None)?);
+    let bin = crate::consul::binary_path();
+    if bin.is_file() {
+        rows.push(conformance_row(root, &cargo, Some(bin.as_path()))?);
+    }
+    // R1 … R20 in order (a row's scenario starts with its number).
+    let number = |r: &Vec<String>| -> u32 {
+        r.first()
+            .and_then(|s| s.strip_prefix('R'))
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    rows.sort_by_key(number);
     println!("| scenario | figure | target | pass |");
     println!("|---|---|---|---|");
     for r in &rows {
         println!("| {} |", r.join(" | "));
     }
-    let passed = rows.iter().filter(|r| r.last() == Some(&"PASS")).count();
+    let passed = rows
+        .iter()
+        .filter(|r| r.last().map(String::as_str) == Some("PASS"))
+        .count();
+    let missing: Vec<String> = (1..=20)
+        .filter(|n| !rows.iter().any(|r| number(r) == *n))
+        .map(|n| format!("R{n}"))
+        .collect();
+    if !missing.is_empty() {
+        println!("\nmissing rows: {}", missing.join(", "));
+    }
     println!("\n{passed} passed, {} failed", rows.len() - passed);
-    if out.status.success() && passed == rows.len() && !rows.is_empty() {
+    if out.status.success() && passed == rows.len() && !rows.is_empty() && missing.is_empty() {
         Ok(())
     } else {
         Err(format!(
@@ -57,6 +83,58 @@ pub(crate) fn soak(root: &Path) -> Result {
             rows.len()
         ))
     }
+}
+
+/// R19: the conformance suite (the server against Consul's documented and recorded
+/// behaviour), run once, as one row: how many cases passed.
+fn conformance_row(root: &Path, cargo: &str, consul: Option<&Path>) -> Result<Vec<String>> {
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "test",
+        "--release",
+        "--locked",
+        "-p",
+        "consul-kv-tests",
+        "--test",
+        "conformance",
+    ])
+    .current_dir(root)
+    .stderr(Stdio::inherit());
+    let against = match consul {
+        Some(bin) => {
+            cmd.env("CONSUL_KV_TEST_TARGET", "consul")
+                .env("CONSUL_KV_CONSUL_BIN", bin);
+            format!("Consul {}", crate::consul::CONSUL_VERSION)
+        }
+        None => {
+            cmd.env("CONSUL_KV_TEST_TARGET", "devserver");
+            "the devserver".to_owned()
+        }
+    };
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not run the conformance suite: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let count = |what: &str| -> usize {
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("test result: "))
+            .filter_map(|l| {
+                l.split(';')
+                    .find_map(|p| p.trim().strip_suffix(what))
+                    .and_then(|n| n.trim().rsplit(' ').next())
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
+            .sum()
+    };
+    let (passed, failed) = (count(" passed"), count(" failed"));
+    let pass = out.status.success() && failed == 0 && passed >= 60;
+    Ok(vec![
+        format!("R19 server conformance against {against}"),
+        format!("{passed} cases passed, {failed} failed"),
+        "100% of ≥ 60 cases".to_owned(),
+        if pass { "PASS" } else { "FAIL" }.to_owned(),
+    ])
 }
 
 fn has_nightly() -> bool {

@@ -4,6 +4,11 @@
 //! - Every Rust source file starts with a `//!` module doc.
 //! - No `#[ignore]` or `#[should_panic]` tests, and no `todo!`/`unimplemented!` stubs.
 //! - The MSRV the README states equals the workspace `rust-version`.
+//! - Library code never adds or subtracts a duration to or from an instant with `+`, `-`,
+//!   `+=` or `-=` (that panics on overflow, and a server or caller controls the duration):
+//!   it uses `consul_kv_proto::time::instant_after`, `checked_add` or
+//!   `saturating_duration_since`. Clippy cannot catch this: `disallowed-methods` does not see
+//!   operators, and `arithmetic_side_effects` flags every integer sum.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +25,18 @@ pub(crate) fn run(root: &Path) -> Result {
     }
     for file in &files {
         check_file(root, file, &mut problems);
+        let shown = file.strip_prefix(root).unwrap_or(file);
+        if is_library_source(shown) {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                for (line, what) in instant_arithmetic(&text) {
+                    problems.push(format!(
+                        "{}:{line}: `{what}` adds a duration to an instant unchecked; \
+                         use consul_kv_proto::time::instant_after or checked_add",
+                        shown.display()
+                    ));
+                }
+            }
+        }
     }
     msrv(root, &mut problems);
     if problems.is_empty() {
@@ -140,5 +157,132 @@ fn msrv(root: &Path, problems: &mut Vec<String>) {
         problems.push(format!(
             "README.md must state `{stated}` (the workspace rust-version)"
         ));
+    }
+}
+
+/// The library crates' sources (not their tests, examples or benches).
+fn is_library_source(path: &Path) -> bool {
+    let p = path.to_string_lossy().replace('\\', "/");
+    [
+        "crates/consul-kv-proto/src/",
+        "crates/consul-kv-hyper/src/",
+        "crates/consul-kv/src/",
+        "crates/consul-kv-devserver/src/",
+    ]
+    .iter()
+    .any(|dir| p.starts_with(dir))
+}
+
+/// Names that hold an `Instant` in this code base, or spell one out.
+fn is_instant_operand(operand: &str) -> bool {
+    let o = operand.trim();
+    let last = o
+        .rsplit(['.', ':'])
+        .next()
+        .unwrap_or(o)
+        .trim_end_matches("()")
+        .to_ascii_lowercase();
+    o.contains("Instant::now()")
+        || o.contains("Instant::from_std")
+        || matches!(
+            last.as_str(),
+            "now"
+                | "at"
+                | "started"
+                | "start"
+                | "deadline"
+                | "last_ok"
+                | "next"
+                | "until"
+                | "expires"
+                | "not_before"
+                | "refilled_at"
+                | "since"
+                | "t0"
+        )
+        || last.ends_with("_at")
+        || last.ends_with("_until")
+        || last.ends_with("_deadline")
+}
+
+/// `(line, expression)` for each `instant + duration` (or `-`, `+=`, `-=`) in library code,
+/// outside tests (`#[cfg(test)]` starts the test module, which is the file's tail) and
+/// comments.
+fn instant_arithmetic(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        if raw.trim_start().starts_with("#[cfg(test)]") {
+            break;
+        }
+        let line = match raw.find("//") {
+            Some(i) => &raw[..i],
+            None => raw,
+        };
+        let bytes = line.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b != b'+' && b != b'-' {
+                continue;
+            }
+            // A binary operator surrounded by spaces (`a + b`, `a += b`); `->` and unary minus
+            // are not.
+            let assign = bytes.get(i + 1) == Some(&b'=');
+            let after = if assign { i + 2 } else { i + 1 };
+            if i == 0 || bytes[i - 1] != b' ' || bytes.get(after) != Some(&b' ') {
+                continue;
+            }
+            let left = operand_before(&line[..i - 1]);
+            if is_instant_operand(left) {
+                out.push((n + 1, line.trim().to_owned()));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The operand that ends `s`: a path, field or call chain such as `self.at` or
+/// `Instant::now()`.
+fn operand_before(s: &str) -> &str {
+    let mut depth = 0i32;
+    let mut start = s.len();
+    for (i, c) in s.char_indices().rev() {
+        match c {
+            ')' | ']' => depth += 1,
+            '(' | '[' if depth > 0 => depth -= 1,
+            c if depth > 0 || c.is_alphanumeric() || matches!(c, '_' | '.' | ':') => {
+                let _ = c;
+            }
+            _ => break,
+        }
+        start = i;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_instant_plus_duration() {
+        let code = "fn f() {\n    let a = Instant::now() + d;\n    let b = last_ok + ttl / 2;\n    self.refilled_at += interval;\n    let c = deadline - margin;\n    let x = attempt + 1;\n    let y = a.saturating_add(b); // now + d in a comment\n    let z = -1;\n}\n#[cfg(test)]\nmod tests { fn t() { let _ = now + d; } }\n";
+        let hits: Vec<usize> = instant_arithmetic(code)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
+        assert_eq!(hits, vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn library_sources_only() {
+        assert!(is_library_source(Path::new(
+            "crates/consul-kv-hyper/src/client.rs"
+        )));
+        assert!(!is_library_source(Path::new(
+            "crates/consul-kv-hyper/tests/executor.rs"
+        )));
+        assert!(!is_library_source(Path::new(
+            "crates/consul-kv-bench/src/harness.rs"
+        )));
     }
 }

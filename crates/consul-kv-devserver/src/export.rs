@@ -1,4 +1,6 @@
-//! `--data FILE`: `consul kv export` JSON, loaded at start and saved atomically.
+//! `consul kv export` JSON (imported from a former `--data` file, and
+//! [`DevServerHandle::export_json`](crate::DevServerHandle::export_json)), and atomic file
+//! replacement.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -8,20 +10,8 @@ use bytes::Bytes;
 use consul_kv_proto::kv::wire::ExportEntry;
 use serde::Serialize;
 
-use crate::Error;
-
 /// Entries to import: key, flags, value.
 pub(crate) type Imported = Vec<(String, u64, Option<Bytes>)>;
-
-/// Reads an export file. A missing file is an empty store (it is created on save).
-pub(crate) fn load(path: &Path) -> Result<Imported, Error> {
-    let data = match std::fs::read(path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::DataFile(path.to_owned(), e.to_string())),
-    };
-    parse(&data).map_err(|e| Error::DataFile(path.to_owned(), e))
-}
 
 /// Parses `consul kv export` JSON.
 pub(crate) fn parse(data: &[u8]) -> Result<Imported, String> {
@@ -52,7 +42,7 @@ pub(crate) fn to_json(entries: &[ExportEntry]) -> String {
 
 /// Writes `contents` to `path` atomically: a temporary file in the same directory, synced,
 /// then renamed over the target. A crash mid-save leaves the old file intact.
-pub(crate) fn save_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn save_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -64,7 +54,7 @@ pub(crate) fn save_atomic(path: &Path, contents: &str) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents.as_bytes())?;
+        f.write_all(contents)?;
         f.sync_all()?;
         Ok(())
     };
@@ -107,8 +97,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("devserver-export-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("kv.json");
-        save_atomic(&p, "[]\n").unwrap();
-        save_atomic(&p, "[1]\n").unwrap();
+        save_atomic(&p, b"[]\n").unwrap();
+        save_atomic(&p, b"[1]\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "[1]\n");
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();

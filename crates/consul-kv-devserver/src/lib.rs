@@ -155,8 +155,13 @@
 //!   tripped, as there is no declared length to quote.
 //! - **Lock-delays and TTL timers** use the server's monotonic clock;
 //!   [`DevServerBuilder::session_ttl_scale`] shortens TTL expiry for tests (devserver only).
-//! - **Tombstones** are reaped only by [`DevServerHandle::reap_tombstones`] (one index, as a
-//!   Raft write would), never on a timer.
+//! - **Tombstones** are reaped on a timer like Consul's tombstone GC: those older than
+//!   [`DevServerBuilder::tombstone_ttl`] (15 min by default, as Consul's `tombstone_ttl`),
+//!   checked every `ttl/16` (Consul reaps in 30 s granules), one index per reap;
+//!   [`DevServerHandle::reap_tombstones`] reaps all of them at once.
+//! - **`--data`** is a write-ahead log with group commit (see [`DevServerBuilder::data_file`]):
+//!   every acknowledged write survives a `SIGKILL`; all datacenters, sessions and indexes are
+//!   kept. Consul persists through Raft; the devserver's file format is its own.
 //! - **Not implemented:** the catalog (but `/v1/catalog/datacenters`),
 //!   health and other endpoints (they answer Consul's `404 Invalid URL path` text),
 //!   `?filter`, namespaces and partitions (rejected with Consul CE's `400`).
@@ -184,10 +189,12 @@ mod api_status;
 mod api_txn;
 mod blocking;
 mod export;
+mod gc;
 mod go;
 mod gojson;
 mod gzip;
 mod listener;
+mod logs;
 mod profile;
 mod ratelimit;
 mod reply;
@@ -197,6 +204,9 @@ mod router;
 mod server;
 mod state;
 mod ui;
+mod wal;
+
+pub use wal::Recovery;
 
 pub use profile::{ConsulVersion, UnknownVersion};
 pub use ratelimit::{BadRateLimit, RateLimit};
@@ -310,7 +320,12 @@ pub struct DevServerBuilder {
     ui: bool,
     consul_version: ConsulVersion,
     rate_limit: Option<RateLimit>,
+    tombstone_ttl: Option<Duration>,
+    data_fsync: bool,
 }
+
+/// Consul's default `tombstone_ttl`.
+pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
 
 impl Default for DevServerBuilder {
     fn default() -> Self {
@@ -331,6 +346,8 @@ impl Default for DevServerBuilder {
             ui: true,
             consul_version: ConsulVersion::V1_14,
             rate_limit: None,
+            tombstone_ttl: Some(DEFAULT_TOMBSTONE_TTL),
+            data_fsync: false,
         }
     }
 }
@@ -352,10 +369,32 @@ impl DevServerBuilder {
         self
     }
 
-    /// Loads the default datacenter's KV store from this `consul kv export` file at start
-    /// (a missing file is an empty store) and saves it there, atomically, on shutdown.
+    /// Keeps the whole state (every datacenter's KV entries, tombstones, sessions and
+    /// indexes) in this file, a write-ahead log: a write is answered only once its record is
+    /// written to the file, so a crash or a `SIGKILL` of the server loses nothing that was
+    /// acknowledged (with [`data_fsync`](Self::data_fsync), not even a power loss). At start the log is replayed (a missing
+    /// file is an empty store; a torn or corrupt tail is reported and cut off, see
+    /// [`DevServerHandle::recovery`]) and compacted. A file holding `consul kv export` JSON is
+    /// imported into the default datacenter, then rewritten as a log.
     pub fn data_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.data_file = Some(path.into());
+        self
+    }
+
+    /// Whether a write waits for `fdatasync` of its log record before it is answered (group
+    /// commit: the writes that arrive during one `fdatasync` share the next). Default `false`:
+    /// the record is written (`write(2)`) before the answer, which survives the server
+    /// process being killed but not the machine losing power.
+    pub fn data_fsync(mut self, fsync: bool) -> Self {
+        self.data_fsync = fsync;
+        self
+    }
+
+    /// How old a tombstone must be before the timer reaps it, like Consul's `tombstone_ttl`
+    /// (default 15 min); `None` turns the timer off. Reaping makes a list index under a
+    /// prefix whose highest entry was deleted go backwards, as in Consul.
+    pub fn tombstone_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.tombstone_ttl = ttl.filter(|t| !t.is_zero());
         self
     }
 
@@ -470,10 +509,6 @@ impl DevServerBuilder {
         if self.max_query_time.is_zero() || self.default_query_time.is_zero() {
             return Err(Error::Config("query times must be positive".into()));
         }
-        let imported = match &self.data_file {
-            Some(p) => export::load(p)?,
-            None => Vec::new(),
-        };
         let listener = TcpListener::bind(self.listen)
             .await
             .map_err(|e| Error::Bind(self.listen, e))?;
@@ -483,7 +518,6 @@ impl DevServerBuilder {
         let cfg = Config {
             datacenters,
             acl_token: self.acl_token,
-            data_file: self.data_file,
             jitter: self.jitter,
             start_index: self.start_index,
             node_name: self.node_name.unwrap_or_else(hostname),
@@ -498,10 +532,16 @@ impl DevServerBuilder {
         };
         let shared = Arc::new(Shared::new(cfg));
         shared.limiter.set(self.rate_limit);
-        if let Some(dc) = shared.default_dc() {
-            dc.lock().import(imported);
+        let mut recovery = None;
+        if let Some(path) = &self.data_file {
+            let (wal, r) = wal::Wal::open(path, &shared, self.data_fsync)?;
+            recovery = Some(r);
+            let _ = shared.wal.set(wal);
         }
         let (tx, rx) = watch::channel(false);
+        if let Some(ttl) = self.tombstone_ttl {
+            tokio::spawn(gc::reap_tombstones(Arc::clone(&shared), ttl, rx.clone()));
+        }
         let task = tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
@@ -512,6 +552,7 @@ impl DevServerBuilder {
         tracing::info!(%addr, "consul-kv-devserver listening");
         Ok(DevServerHandle {
             shared,
+            recovery,
             addr,
             shutdown: tx,
             task: Some(task),
@@ -528,16 +569,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "devserver".to_owned())
 }
 
+/// At a graceful stop: flushes the log and compacts it into one snapshot.
 fn save(shared: &Shared) -> Result<(), Error> {
-    let Some(path) = &shared.cfg.data_file else {
+    let Some(wal) = shared.wal.get() else {
         return Ok(());
     };
-    let Some(dc) = shared.default_dc() else {
-        return Ok(());
-    };
-    let json = export::to_json(&dc.lock().export());
-    export::save_atomic(path, &json).map_err(|e| Error::DataFile(path.clone(), e.to_string()))?;
-    tracing::info!(path = %path.display(), "KV store saved");
+    wal.close();
+    wal.compact(shared)?;
+    tracing::info!("data file compacted");
     Ok(())
 }
 
@@ -546,12 +585,18 @@ fn save(shared: &Shared) -> Result<(), Error> {
 #[derive(Debug)]
 pub struct DevServerHandle {
     shared: Arc<Shared>,
+    recovery: Option<Recovery>,
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: Option<JoinHandle<Result<(), Error>>>,
 }
 
 impl DevServerHandle {
+    /// What replaying the data file found at start (`None` without a data file).
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery
+    }
+
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr

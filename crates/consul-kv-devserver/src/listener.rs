@@ -52,9 +52,19 @@ pub(crate) async fn accept_loop(
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(router::handle(shared, req).await) }
+        async move {
+            let read_only = matches!(*req.method(), hyper::Method::GET | hyper::Method::HEAD);
+            let resp = router::handle(Arc::clone(&shared), req).await;
+            // With `--data`, a write is answered only once its log record is on disk.
+            if let (false, Some(wal)) = (read_only, shared.wal.get()) {
+                if !wal.wait_durable().await {
+                    return Ok(crate::wal::not_durable());
+                }
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! consul-kv-devserver [--listen 127.0.0.1:8500] [--datacenter dc1 [--datacenter dc2 …]]
-//!                     [--acl-token TOKEN] [--data FILE] [--node-name NAME] [--log-level info]
-//!                     [--no-ui] [--consul-version 1.14|1.21|1.22] [--rate-limit READ,WRITE]
+//!                     [--acl-token TOKEN] [--data FILE [--data-fsync]] [--tombstone-ttl 15m]
+//!                     [--node-name NAME] [--log-level info] [--no-ui]
+//!                     [--consul-version 1.14|1.21|1.22] [--rate-limit READ,WRITE]
 //! ```
 //!
 //! The KV browser is at `http://ADDR/ui/` unless `--no-ui` is given.
 //!
 //! Logs go to stderr (level from `--log-level`, else `RUST_LOG` if it is a plain level, else
-//! `info`). SIGINT or SIGTERM stops the server and saves `--data` atomically.
+//! `info`). With `--data`, every write is in the file before it is answered (a write-ahead
+//! log; `--data-fsync` also syncs it to the disk);
+//! SIGINT or SIGTERM stops the server and compacts the file.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,9 +35,18 @@ struct Args {
     /// Enable ACL mode with this management token.
     #[arg(long, value_name = "TOKEN")]
     acl_token: Option<String>,
-    /// Load KV from this `consul kv export` file; save to it on exit.
+    /// Keep every datacenter, session and index in this write-ahead log: a write is in the
+    /// file before it is answered, so killing the server loses nothing it acknowledged (a
+    /// `consul kv export` file is imported into the default datacenter).
     #[arg(long, value_name = "FILE")]
     data: Option<PathBuf>,
+    /// With --data: also `fdatasync` each write before answering it (group commit), so that
+    /// a power loss loses nothing acknowledged either.
+    #[arg(long)]
+    data_fsync: bool,
+    /// Reap tombstones older than this Go duration, like Consul's `tombstone_ttl` (0: never).
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_ttl)]
+    tombstone_ttl: std::time::Duration,
     /// The agent's node name (default: the host name, else `devserver`).
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
@@ -51,6 +63,10 @@ struct Args {
     /// (e.g. 100,20); reads over it get 429, writes 503, before anything is applied.
     #[arg(long, value_name = "READ,WRITE")]
     rate_limit: Option<consul_kv_devserver::RateLimit>,
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    consul_kv_proto::parse_go_duration(s).ok_or_else(|| format!("not a duration like 15m: {s:?}"))
 }
 
 fn parse_level(s: &str) -> Result<Level, String> {
@@ -115,8 +131,20 @@ async fn main() -> ExitCode {
     if let Some(n) = &args.node_name {
         builder = builder.node_name(n);
     }
+    builder = builder
+        .tombstone_ttl(Some(args.tombstone_ttl))
+        .data_fsync(args.data_fsync);
     let server = match builder.start().await {
-        Ok(s) => s,
+        Ok(s) => {
+            if let Some(r) = s.recovery() {
+                tracing::info!(
+                    records = r.records,
+                    discarded_bytes = r.discarded_bytes,
+                    "data file recovered"
+                );
+            }
+            s
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;

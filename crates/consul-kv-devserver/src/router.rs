@@ -179,7 +179,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -
 async fn handle_inner(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     let method = parts.method;
-    tracing::debug!(%method, uri = %parts.uri, "request");
+    tracing::debug!(%method, uri = %crate::logs::redacted_uri(&parts.uri), "request");
     let Some(path) = decode_path(parts.uri.path()) else {
         let mut r = text(StatusCode::BAD_REQUEST, "400 Bad Request");
         set_header(&mut r, "connection", "close");

@@ -1,7 +1,6 @@
 //! The running server's shared state: configuration, per-datacenter state and waiters, the
 //! leader switch, the session TTL sweeper, and the fault switches.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,7 +18,6 @@ use crate::{Fault, Jitter};
 pub(crate) struct Config {
     pub(crate) datacenters: Vec<String>,
     pub(crate) acl_token: Option<String>,
-    pub(crate) data_file: Option<PathBuf>,
     pub(crate) jitter: Jitter,
     pub(crate) start_index: u64,
     pub(crate) node_name: String,
@@ -63,6 +61,8 @@ pub(crate) struct Shared {
     rng: Mutex<fastrand::Rng>,
     jitter_rng: Mutex<fastrand::Rng>,
     sweeper: Notify,
+    /// The write-ahead log of `--data`, once opened.
+    pub(crate) wal: std::sync::OnceLock<crate::wal::Wal>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,6 +100,7 @@ impl Shared {
             rng: Mutex::new(rng),
             jitter_rng: Mutex::new(jitter_rng),
             sweeper: Notify::new(),
+            wal: std::sync::OnceLock::new(),
         }
     }
 
@@ -126,7 +127,15 @@ impl Shared {
         let mut ch = Changes::default();
         let r = {
             let mut st = dc.lock();
-            f(&mut st, &mut ch)
+            let index_before = st.last_index();
+            let r = f(&mut st, &mut ch);
+            // Logged under the lock, so the log's order is the index order.
+            if let Some(wal) = self.wal.get() {
+                if let Some(redo) = st.redo(&ch, index_before) {
+                    wal.append(&dc.name, redo);
+                }
+            }
+            r
         };
         dc.registry.wake(&ch);
         if ch.sessions {
@@ -162,8 +171,7 @@ impl Shared {
         let total = t.saturating_add(Duration::from_nanos(jitter));
         let now = Instant::now();
         // A configured query time near `Duration::MAX` must not overflow the clock.
-        now.checked_add(total)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+        Instant::from_std(consul_kv_proto::time::instant_after(now.into_std(), total))
     }
 
     // ----- leader -----
@@ -229,7 +237,10 @@ pub(crate) async fn sweep(shared: Arc<Shared>, mut shutdown: watch::Receiver<boo
             .filter_map(|dc| dc.lock().next_expiry())
             .min()
             .map(Instant::from_std);
-        let far = Instant::now() + Duration::from_secs(3600);
+        let far = Instant::from_std(consul_kv_proto::time::instant_after(
+            std::time::Instant::now(),
+            Duration::from_secs(3600),
+        ));
         tokio::select! {
             () = tokio::time::sleep_until(next.unwrap_or(far)) => {}
             () = shared.sweeper.notified() => {}

@@ -32,6 +32,7 @@ pub const DEFAULT_MAX_STREAM_BODY: u64 = 16 << 30;
 struct Settings {
     address: Option<String>,
     ssl: Option<bool>,
+    auth: Option<BasicAuth>,
     token: Option<String>,
     token_file: Option<PathBuf>,
     datacenter: Option<String>,
@@ -50,6 +51,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("address", &self.address)
             .field("ssl", &self.ssl)
+            .field("auth", &self.auth)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("token_file", &self.token_file)
             .field("datacenter", &self.datacenter)
@@ -64,6 +66,55 @@ impl fmt::Debug for Settings {
             .finish()
     }
 }
+
+/// HTTP basic-auth credentials (`CONSUL_HTTP_AUTH=user:pass`). `Debug` shows the user name
+/// only.
+#[derive(Clone, PartialEq, Eq)]
+struct BasicAuth {
+    user: String,
+    password: String,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl BasicAuth {
+    /// Go's client splits `CONSUL_HTTP_AUTH` at the first `:`; without one, the whole value is
+    /// the user name and the password is empty.
+    fn parse(s: &str) -> Self {
+        match s.split_once(':') {
+            Some((u, p)) => Self {
+                user: u.to_owned(),
+                password: p.to_owned(),
+            },
+            None => Self {
+                user: s.to_owned(),
+                password: String::new(),
+            },
+        }
+    }
+
+    /// The `Authorization` header value, marked sensitive (hyper never logs it).
+    fn header(&self) -> Result<http::HeaderValue, Error> {
+        use base64::Engine as _;
+        let raw = format!("{}:{}", self.user, self.password);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
+        let mut v = http::HeaderValue::from_str(&format!("Basic {encoded}"))
+            .map_err(|_| ConfigError::new("the basic-auth credentials are not a valid header"))?;
+        v.set_sensitive(true);
+        Ok(v)
+    }
+}
+
+/// The longest duration a setting keeps (about 30 years); longer ones, up to
+/// `Duration::MAX`, mean "never" and are clamped to this, so no timer overflows.
+const LONGEST: Duration = proto::time::FAR_FUTURE;
 
 /// Builds a [`HyperClient`]. Created by [`HyperClient::builder`].
 ///
@@ -142,6 +193,25 @@ impl HyperClientBuilder {
     /// `unix:///path/to/socket`.
     pub fn address(mut self, addr: impl Into<String>) -> Self {
         self.explicit.address = Some(addr.into());
+        self
+    }
+
+    /// HTTP basic-auth credentials, sent in `Authorization: Basic …` with every request
+    /// (`CONSUL_HTTP_AUTH=user:pass`), for agents behind a proxy that asks for them. The
+    /// password is never printed.
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.explicit.auth = Some(BasicAuth {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Whether to use HTTPS (`CONSUL_HTTP_SSL`): for an address without a scheme, and to
+    /// upgrade an explicit `http://` address, as the `consul` CLI does (it never reverts to
+    /// plain HTTP once TLS was asked for).
+    pub fn ssl(mut self, ssl: bool) -> Self {
+        self.explicit.ssl = Some(ssl);
         self
     }
 
@@ -297,12 +367,15 @@ impl HyperClientBuilder {
     }
 
     /// Reads the `consul` CLI's environment variables: `CONSUL_HTTP_ADDR`,
-    /// `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, `CONSUL_HTTP_SSL`,
+    /// `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`, `CONSUL_HTTP_AUTH`, `CONSUL_HTTP_SSL`,
     /// `CONSUL_HTTP_SSL_VERIFY`, `CONSUL_CACERT`, `CONSUL_CAPATH`, `CONSUL_CLIENT_CERT`,
     /// `CONSUL_CLIENT_KEY`, `CONSUL_TLS_SERVER_NAME`, `CONSUL_NAMESPACE`, `CONSUL_PARTITION`.
     ///
     /// Empty variables count as unset. Explicit settings win, whether made before or after this
     /// call. A malformed boolean is reported by [`build`](Self::build).
+    ///
+    /// As with the CLI, `CONSUL_HTTP_SSL=true` upgrades an explicit `http://` address to
+    /// `https://`, and `CONSUL_HTTP_AUTH=user:pass` sends HTTP basic auth.
     pub fn from_env(self) -> Self {
         self.from_env_lookup(|name| std::env::var(name).ok())
     }
@@ -342,6 +415,7 @@ impl HyperClientBuilder {
         self.env = Settings {
             address: get("CONSUL_HTTP_ADDR"),
             ssl,
+            auth: get("CONSUL_HTTP_AUTH").map(|a| BasicAuth::parse(&a)),
             token: get("CONSUL_HTTP_TOKEN"),
             token_file: path("CONSUL_HTTP_TOKEN_FILE"),
             datacenter: None,
@@ -382,6 +456,10 @@ impl HyperClientBuilder {
             Some(t) => Some(t),
             None => resolve_token(v)?,
         };
+        let auth = match e.auth.as_ref().or(v.auth.as_ref()) {
+            Some(a) => Some(a.header()?),
+            None => None,
+        };
         let mut cx = RequestContext::new();
         if let Some(t) = token {
             cx.token = Some(
@@ -410,9 +488,13 @@ impl HyperClientBuilder {
             }
             TargetKind::Https => self.tls_transport(&target.host)?,
         };
-        let connector = Connector::new(transport, self.connect_timeout, self.max_connections);
+        let connector = Connector::new(
+            transport,
+            self.connect_timeout.min(LONGEST),
+            self.max_connections,
+        );
         let client: Client<Connector, Full<Bytes>> = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(self.idle_timeout)
+            .pool_idle_timeout(self.idle_timeout.min(LONGEST))
             .pool_max_idle_per_host(self.max_connections.max(1))
             .pool_timer(TokioTimer::new())
             .build(connector);
@@ -421,8 +503,9 @@ impl HyperClientBuilder {
             base: Base::parse(&target.base)?,
             display: target.display,
             cx,
-            timeout: self.timeout,
-            blocking_margin: self.blocking_margin,
+            auth,
+            timeout: self.timeout.min(LONGEST),
+            blocking_margin: self.blocking_margin.min(LONGEST),
             max_body: self.max_body,
             gzip: self.gzip,
             max_error_body: self.max_error_body,
@@ -517,7 +600,10 @@ fn parse_address(addr: &str, ssl: bool) -> Result<Target, Error> {
             display: addr_trim.to_owned(),
         });
     }
-    let full = if addr_trim.contains("://") {
+    let full = if let Some(rest) = addr_trim.strip_prefix("http://").filter(|_| ssl) {
+        // The consul CLI and Go client: never revert to http if TLS was explicitly requested.
+        format!("https://{rest}")
+    } else if addr_trim.contains("://") {
         addr_trim.to_owned()
     } else if ssl {
         format!("https://{addr_trim}")
@@ -569,10 +655,16 @@ mod tests {
         let t = parse_address("consul.local:8501", true).unwrap();
         assert_eq!(t.base, "https://consul.local:8501");
         assert_eq!(t.host, "consul.local");
-        let t = parse_address("http://proxy:80/consul/", true).unwrap();
+        let t = parse_address("http://proxy:80/consul/", false).unwrap();
         assert_eq!(
             (t.kind, t.base.as_str()),
             (TargetKind::Http, "http://proxy:80/consul")
+        );
+        // CONSUL_HTTP_SSL=true upgrades an explicit http:// (never reverts to cleartext).
+        let t = parse_address("http://proxy:80/consul/", true).unwrap();
+        assert_eq!(
+            (t.kind, t.base.as_str()),
+            (TargetKind::Https, "https://proxy:80/consul")
         );
         let t = parse_address("https://[::1]:8501", false).unwrap();
         assert_eq!(t.host, "[::1]");
@@ -613,8 +705,47 @@ mod tests {
     fn debug_hides_the_token() {
         let b = HyperClientBuilder::default()
             .token("s3cr3t-token")
-            .from_env_lookup(|n| (n == "CONSUL_HTTP_TOKEN").then(|| "env-s3cr3t".to_owned()));
+            .basic_auth("alice", "pw-s3cr3t")
+            .from_env_lookup(|n| match n {
+                "CONSUL_HTTP_TOKEN" => Some("env-s3cr3t".to_owned()),
+                "CONSUL_HTTP_AUTH" => Some("bob:env-pw-s3cr3t".to_owned()),
+                _ => None,
+            });
         let s = format!("{b:?}");
         assert!(!s.contains("s3cr3t"), "{s}");
+        assert!(s.contains("alice") && s.contains("bob"), "{s}");
+    }
+
+    #[test]
+    fn basic_auth_is_split_like_go() {
+        assert_eq!(
+            BasicAuth::parse("u:p:q"),
+            BasicAuth {
+                user: "u".into(),
+                password: "p:q".into()
+            }
+        );
+        assert_eq!(
+            BasicAuth::parse("solo"),
+            BasicAuth {
+                user: "solo".into(),
+                password: String::new()
+            }
+        );
+        let h = BasicAuth::parse("Aladdin:open sesame").header().unwrap();
+        assert_eq!(h, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert!(h.is_sensitive());
+    }
+
+    #[test]
+    fn durations_near_max_are_clamped_not_overflowed() {
+        let c = HyperClientBuilder::default()
+            .timeout(Duration::MAX)
+            .connect_timeout(Duration::MAX)
+            .blocking_margin(Duration::MAX)
+            .idle_timeout(Duration::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(c.deadline_for(&proto::kv::Get::new("k")), LONGEST);
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Inner {
     pub(crate) base: Base,
     pub(crate) display: String,
     pub(crate) cx: RequestContext,
+    /// `Authorization: Basic …` for every request, when basic auth is configured.
+    pub(crate) auth: Option<http::HeaderValue>,
     pub(crate) timeout: Duration,
     pub(crate) blocking_margin: Duration,
     pub(crate) max_body: usize,
@@ -62,6 +64,7 @@ impl fmt::Debug for HyperClient {
         f.debug_struct("HyperClient")
             .field("address", &i.display)
             .field("token", &i.cx.token.as_ref().map(|_| "***"))
+            .field("basic_auth", &i.auth.as_ref().map(|_| "***"))
             .field("datacenter", &i.cx.datacenter)
             .field("namespace", &i.cx.namespace)
             .field("partition", &i.cx.partition)
@@ -268,6 +271,15 @@ impl HyperClient {
         let deadline = opts.timeout.unwrap_or_else(|| self.deadline_for(op));
         let policy = opts.retry.as_ref().unwrap_or(&self.inner.retry);
         let started = Instant::now();
+        // Durations only, saturating: a budget or deadline near `Duration::MAX` must not
+        // overflow an `Instant`.
+        let budget = policy
+            .budget
+            .saturating_add(if op.blocking_wait().is_some() {
+                deadline
+            } else {
+                Duration::ZERO
+            });
         // Seeded (from the process-wide generator) only if a retry needs a backoff.
         let mut rng: Option<fastrand::Rng> = None;
         let mut attempt: u32 = 0;
@@ -330,14 +342,8 @@ impl HyperClient {
             if let Some(ra) = retry_after {
                 delay = delay.max(ra);
             }
-            let budget_end = started
-                + policy.budget
-                + if op.blocking_wait().is_some() {
-                    deadline
-                } else {
-                    Duration::ZERO
-                };
-            if Instant::now() + delay > budget_end {
+            // An absurd `Retry-After` (up to u64::MAX seconds) ends here: it is over budget.
+            if started.elapsed().saturating_add(delay) > budget {
                 tracing::debug!(attempt, ?delay, "giving up: retry budget exhausted");
                 return Err(err);
             }
@@ -531,6 +537,11 @@ impl HyperClient {
             .headers
             .entry(http::header::HOST)
             .or_insert_with(|| self.inner.base.host.clone());
+        if let Some(auth) = &self.inner.auth {
+            parts
+                .headers
+                .insert(http::header::AUTHORIZATION, auth.clone());
+        }
         Ok(Request::from_parts(parts, Full::new(body)))
     }
 }

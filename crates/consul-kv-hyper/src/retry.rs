@@ -117,4 +117,16 @@ mod tests {
         assert!(d.iter().any(|x| *x < Duration::from_millis(500)));
         assert!(d.iter().any(|x| *x >= Duration::from_millis(500)));
     }
+
+    #[test]
+    fn huge_settings_do_not_overflow() {
+        let p = RetryPolicy::default()
+            .base(Duration::MAX)
+            .cap(Duration::MAX)
+            .budget(Duration::MAX);
+        let mut rng = fastrand::Rng::new();
+        for retry in [1, 2, 31, 32, u32::MAX] {
+            let _ = p.delay(retry, &mut rng);
+        }
+    }
 }

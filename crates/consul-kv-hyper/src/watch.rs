@@ -20,7 +20,8 @@ use crate::error::{Error, RequestTarget};
 /// `500 No cluster leader`, `502`, `504`) [`next`](Self::next) keeps going, after the watch's
 /// exponential backoff. It returns an error only when it is not retryable (`403`, a malformed
 /// response, [`Error::BodyTooLarge`], an invalid request); the watcher stays usable and the
-/// next call resumes after the backoff.
+/// next call resumes after the backoff. Every error, a request that cannot be built included,
+/// goes through the backoff, so calling `next` again after an error never spins.
 ///
 /// **Cancellation.** `next` is cancel-safe: dropping its future (for example in
 /// `tokio::select!`) drops the request in flight and its connection, and the next call starts
@@ -108,7 +109,12 @@ where
                 .watch
                 .poll_request(Instant::now(), self.client.context())
             {
-                Err(e) => return WatchStep::Failed(Error::Build(e)),
+                Err(e) => {
+                    // Through the backoff like every other error: a caller that keeps calling
+                    // `step` on a request that cannot be built must not spin.
+                    self.watch.handle_failure(Instant::now());
+                    return WatchStep::Failed(Error::Build(e));
+                }
                 Ok(Some(req)) => break req,
                 Ok(None) => {
                     if let Some(at) = self.watch.poll_timeout() {

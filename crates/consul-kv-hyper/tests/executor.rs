@@ -15,8 +15,10 @@ use consul_kv_hyper::{Error, HyperClient, RetryPolicy};
 use support::*;
 use tokio::io::AsyncWriteExt;
 
-/// Slack for deadline checks on a loaded 2-core machine.
-const TOLERANCE: Duration = Duration::from_millis(300);
+/// Slack for deadline checks on a loaded 2-core machine (two busy loops on both cores stall a
+/// timer by a second and more). The servers in these tests hold for 5 s or more, so a call
+/// that ends within deadline + 2 s was ended by its deadline.
+const TOLERANCE: Duration = Duration::from_secs(2);
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy::default()
@@ -454,7 +456,7 @@ async fn retry_after_is_honoured() {
 
     // A Retry-After beyond the budget ends the call at once.
     let server = Server::start(|_| async move {
-        let mut r = reply(503, 1, "");
+        let mut r = reply(503, 1, "rate limit exceeded, try again later");
         r.headers_mut()
             .insert("retry-after", http::HeaderValue::from_static("60"));
         r
@@ -465,7 +467,8 @@ async fn retry_after_is_honoured() {
         .execute(&Get::new("k"))
         .await
         .unwrap_err();
-    assert!(t.elapsed() < Duration::from_secs(2));
+    // At once, not after the 60 s the server asked for.
+    assert!(t.elapsed() < Duration::from_secs(10));
     assert_eq!(e.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(server.stats.requests(), 1);
 }
@@ -490,7 +493,9 @@ async fn the_budget_bounds_the_retries() {
     assert!(t.elapsed() <= budget + TOLERANCE, "{:?}", t.elapsed());
     assert_eq!(e.status(), Some(http::StatusCode::TOO_MANY_REQUESTS));
     let n = server.stats.requests();
-    assert!((2..1000).contains(&n), "{n}");
+    // Bounded by the budget, far below the attempt limit (under load the first attempt may
+    // use up the whole budget, so one attempt is allowed).
+    assert!((1..1000).contains(&n), "{n}");
 }
 
 #[tokio::test]
@@ -529,10 +534,10 @@ async fn other_500s_are_not_retried() {
 }
 
 #[tokio::test]
-async fn a_write_is_retried_on_503() {
+async fn a_write_is_retried_on_consuls_own_503() {
     let server = Server::start(|s| async move {
         if s.n == 0 {
-            reply(503, 1, "")
+            reply(503, 1, "rate limit exceeded, try again later")
         } else {
             reply(200, 2, "true")
         }
@@ -544,6 +549,30 @@ async fn a_write_is_retried_on_503() {
         .unwrap();
     assert!(out.is_applied());
     assert_eq!(server.stats.requests(), 2);
+}
+
+/// A proxy's 503 (HTML or empty), 502 or 504 proves nothing: the write may have been applied
+/// upstream, so it is sent once and reported as `OutcomeUnknown`. A read is retried.
+#[tokio::test]
+async fn a_write_answered_by_a_proxy_503_is_sent_once() {
+    for (status, body) in [
+        (
+            503,
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        ),
+        (503, ""),
+        (502, "<html>Bad Gateway</html>"),
+        (504, ""),
+    ] {
+        let server = Server::start(move |_| async move { reply(status, 1, body) }).await;
+        let c = client(&server.url());
+        let e = c.execute(&Set::new("k", "v")).await.unwrap_err();
+        assert!(e.is_outcome_unknown(), "{status} {body:?}: {e:?}");
+        assert_eq!(server.stats.requests(), 1, "{status} {body:?}");
+        let e = c.execute(&Get::new("k")).await.unwrap_err();
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(status));
+        assert!(server.stats.requests() > 2, "a read is retried");
+    }
 }
 
 #[tokio::test]

@@ -10,8 +10,10 @@ use std::time::Duration;
 use crate::encode::go_quote;
 
 /// Formats a duration the way Go's `time.ParseDuration` reads it, exactly and always with a
-/// unit. A zero wait is sent as `1ms`, because Consul reads `0` as its 5-minute default.
+/// unit. A zero wait is sent as `1ms`, because Consul reads `0` as its 5-minute default; a
+/// wait over Consul's 10-minute cap is sent as the cap ([`crate::time::MAX_WAIT`]).
 pub fn format_wait(d: Duration) -> String {
+    let d = d.min(crate::time::MAX_WAIT);
     if d.is_zero() {
         return "1ms".to_owned();
     }

@@ -227,7 +227,10 @@ pub enum ResponseError {
         #[source]
         message: ServerMessage,
     },
-    /// `429` or `503`: the server refused the request before applying it.
+    /// `429`, or a `503` whose text is Consul's rate limiter's: the server refused the request
+    /// (see [`is_rejected_before_apply`](Self::is_rejected_before_apply) for when that proves
+    /// nothing was applied). A `503` with any other body (an HTML page from a proxy, an empty
+    /// body) is a [`Status`](Self::Status): a proxy may have forwarded the request first.
     #[error("rate limited")]
     RateLimited {
         /// `429` or `503`.
@@ -336,11 +339,11 @@ impl ResponseError {
         }
     }
 
-    /// Whether a retry may succeed: `429`, `503`, `500 No cluster leader`, a
-    /// [`ServerUnavailable`](Self::ServerUnavailable) `500`, and the gateway statuses `502` and
-    /// `504`.
+    /// Whether a retry may succeed: `429`, `500 No cluster leader`, a
+    /// [`ServerUnavailable`](Self::ServerUnavailable) `500`, and `502`, `503`, `504` whatever
+    /// their body.
     ///
-    /// Only the first three certainly were not applied
+    /// Only Consul's own rejections certainly were not applied
     /// ([`is_rejected_before_apply`](Self::is_rejected_before_apply)); for the others a write
     /// may have reached Consul ([`is_ambiguous`](Self::is_ambiguous)), so only reads may be
     /// retried on them.
@@ -350,24 +353,41 @@ impl ResponseError {
                 true
             }
             Self::Status { status, .. } => {
-                matches!(status.as_u16(), 502 | 504)
+                matches!(status.as_u16(), 502..=504)
             }
             _ => false,
         }
     }
 
-    /// Whether Consul certainly refused the request before applying it, which makes even a
-    /// write safe to repeat: `429`, `503` and `500 No cluster leader`.
+    /// Whether Consul itself said it applied nothing, which makes even a write safe to repeat:
+    ///
+    /// - `500 No cluster leader` (also `rpc error: No cluster leader`);
+    /// - a `503` from Consul's rate limiter for leader-only operations
+    ///   (`rate limit exceeded …, try again later`);
+    /// - a `429` from Consul: its rate limiters (`rate limit exceeded, try …`; Consul 1.14's
+    ///   RPC limiter sends an empty body) and its per-client connection limit
+    ///   (`Your IP is issuing too many concurrent connections, please rate limit your calls`).
+    ///
+    /// Any other `503`, `502` or `504` (an HTML page or an empty body from a proxy in front of
+    /// Consul, which may have forwarded the request before the upstream failed) proves
+    /// nothing. A `429` with another text is not repeated either.
     pub fn is_rejected_before_apply(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::NoLeader { .. })
+        match self {
+            Self::NoLeader { .. } => true,
+            Self::RateLimited {
+                status, message, ..
+            } => is_consul_rejection(*status, message.as_str()),
+            _ => false,
+        }
     }
 
     /// Whether a write that got this answer may nevertheless have been applied: a gateway
-    /// error (`502`, `504`) or a [`ServerUnavailable`](Self::ServerUnavailable) `500`.
+    /// status (`502`, `504`), a `503` that is not Consul's rate limiter, or a
+    /// [`ServerUnavailable`](Self::ServerUnavailable) `500`.
     pub fn is_ambiguous(&self) -> bool {
         match self {
             Self::ServerUnavailable { .. } => true,
-            Self::Status { status, .. } => matches!(status.as_u16(), 502 | 504),
+            Self::Status { status, .. } => matches!(status.as_u16(), 502..=504),
             _ => false,
         }
     }
@@ -414,14 +434,14 @@ impl ResponseError {
         match status.as_u16() {
             403 => Self::PermissionDenied { message },
             413 => Self::TooLarge { message },
-            429 | 503 => Self::RateLimited {
+            429 => Self::RateLimited {
                 status,
-                retry_after: resp
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
+                retry_after: retry_after(resp),
+                message,
+            },
+            503 if is_consul_rejection(status, message.as_str()) => Self::RateLimited {
+                status,
+                retry_after: retry_after(resp),
                 message,
             },
             400 | 500 if is_invalid_key_text(message.as_str()) => {
@@ -460,6 +480,35 @@ fn is_invalid_key_text(m: &str) -> bool {
         || m.starts_with("key contains")
         || m.starts_with("key must not")
         || m.starts_with("key cannot")
+}
+
+/// The `Retry-After` header in seconds, when present and a number. Any `u64` is kept; the
+/// executor caps the wait by its retry budget.
+fn retry_after(resp: &http::Response<bytes::Bytes>) -> Option<Duration> {
+    resp.headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Whether a `429`/`503` body is one Consul itself sends when it refuses a request before
+/// applying it. Consul's texts:
+///
+/// - `429`, empty body: the RPC rate limiter of Consul 1.14 and earlier (`limits.rpc_rate`);
+/// - `429` `rate limit exceeded, try a different server` (or `…, try again later or against a
+///   different server`): the server rate limiter of 1.15+;
+/// - `429` `Your IP is issuing too many concurrent connections, please rate limit your calls`:
+///   `http_max_conns_per_client`;
+/// - `503` `rate limit exceeded, try again later` (or `rate limit exceeded for operation that
+///   can only be performed by the leader, try again later`): the server rate limiter, for
+///   writes, which only the leader can perform.
+fn is_consul_rejection(status: StatusCode, message: &str) -> bool {
+    match status.as_u16() {
+        429 => message.is_empty() || message.contains("rate limit"),
+        503 => message.contains("rate limit exceeded") && message.contains("try again later"),
+        _ => false,
+    }
 }
 
 /// Messages Consul's servers return while leadership changes (seen from a 3-server cluster
@@ -511,8 +560,41 @@ mod tests {
             (429, "", true, true, |e| {
                 matches!(e, ResponseError::RateLimited { .. })
             }),
-            (503, "<html>503</html>", true, true, |e| {
-                matches!(e, ResponseError::RateLimited { .. })
+            (503, "<html>503</html>", true, false, |e| {
+                matches!(e, ResponseError::Status { .. }) && e.is_ambiguous()
+            }),
+            (503, "", true, false, |e| {
+                matches!(e, ResponseError::Status { .. }) && e.is_ambiguous()
+            }),
+            (503, "rate limit exceeded, try again later", true, true, |e| {
+                matches!(e, ResponseError::RateLimited { .. }) && !e.is_ambiguous()
+            }),
+            (
+                503,
+                "rate limit exceeded for operation that can only be performed by the leader, try again later",
+                true,
+                true,
+                |e| matches!(e, ResponseError::RateLimited { .. }),
+            ),
+            (
+                429,
+                "rate limit exceeded, try again later or against a different server",
+                true,
+                true,
+                |e| matches!(e, ResponseError::RateLimited { .. }),
+            ),
+            (
+                429,
+                "Your IP is issuing too many concurrent connections, please rate limit your calls",
+                true,
+                true,
+                |e| matches!(e, ResponseError::RateLimited { .. }),
+            ),
+            (429, "<html>Too Many Requests</html>", true, false, |e| {
+                matches!(e, ResponseError::RateLimited { .. }) && !e.is_ambiguous()
+            }),
+            (504, "", true, false, |e| {
+                matches!(e, ResponseError::Status { .. }) && e.is_ambiguous()
             }),
             (500, "No cluster leader", true, true, |e| {
                 matches!(e, ResponseError::NoLeader { .. })

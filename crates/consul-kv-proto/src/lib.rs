@@ -76,6 +76,7 @@
 //! - [`watch`]: blocking queries as a state machine.
 //! - [`stream`]: list answers decoded entry by entry as the body arrives, for trees of any
 //!   size.
+//! - [`time`]: overflow-free `Instant` arithmetic and Consul's time limits.
 //! - [`duration`]: Go duration strings (`wait`, `TTL`, `LockDelay`), read and written as Go
 //!   does.
 //! - [`batch`]: splitting many operations into transactions within Consul's limits.
@@ -102,6 +103,7 @@ mod op;
 mod options;
 pub mod session;
 pub mod stream;
+pub mod time;
 mod token;
 pub mod txn;
 mod value;

@@ -47,6 +47,7 @@ use http::{Request, Response};
 
 use crate::error::{BuildError, ResponseError};
 use crate::op::Operation;
+use crate::time::{instant_after, MAX_WAIT};
 use crate::{Index, Indexed, QueryMeta, RequestContext};
 
 /// A read that can block on an index.
@@ -122,8 +123,10 @@ impl WatchOptions {
     }
 }
 
-/// The deadline for one blocking request: `wait + wait/16 + margin`.
+/// The deadline for one blocking request: `wait + wait/16 + margin`, with `wait` capped at
+/// Consul's 10 minutes ([`MAX_WAIT`]) as the server caps it, and the sum saturating.
 pub fn blocking_deadline(wait: Duration, margin: Duration) -> Duration {
+    let wait = wait.min(MAX_WAIT);
     wait.saturating_add(wait / 16).saturating_add(margin)
 }
 
@@ -218,9 +221,9 @@ where
                     self.refilled_at = Some(now);
                     return;
                 }
-                while self.tokens < burst && now >= at + interval {
+                while self.tokens < burst && now >= instant_after(at, interval) {
                     self.tokens += 1;
-                    at += interval;
+                    at = instant_after(at, interval);
                 }
                 if self.tokens >= burst {
                     at = now;
@@ -265,7 +268,8 @@ where
             return None;
         }
         let token_at = if self.tokens == 0 {
-            self.refilled_at.map(|at| at + self.opts.min_interval)
+            self.refilled_at
+                .map(|at| instant_after(at, self.opts.min_interval))
         } else {
             None
         };
@@ -346,7 +350,7 @@ where
         } else {
             Duration::from_nanos(self.rng.u64(..nanos))
         };
-        self.not_before = Some(now + half + jitter);
+        self.not_before = Some(instant_after(now, half.saturating_add(jitter)));
     }
 }
 

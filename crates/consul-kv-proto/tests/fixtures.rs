@@ -378,8 +378,48 @@ fn error_429_retry_after() {
 fn error_503_html_proxy() {
     let e = get_err("error_503_html_proxy");
     assert!(e.is_retryable());
+    // Not Consul's text: a proxy may have forwarded the write before its upstream failed.
+    assert!(!e.is_rejected_before_apply());
+    assert!(e.is_ambiguous());
+    assert!(matches!(e, ResponseError::Status { .. }));
     let detail = std::error::Error::source(&e).unwrap().to_string();
     assert!(detail.starts_with("<html>"));
+}
+
+#[test]
+fn error_503_empty_proxy() {
+    let e = get_err("error_503_empty_proxy");
+    assert!(e.is_retryable());
+    assert!(!e.is_rejected_before_apply());
+    assert!(e.is_ambiguous());
+}
+
+#[test]
+fn error_504_html_proxy() {
+    let e = get_err("error_504_html_proxy");
+    assert!(e.is_retryable());
+    assert!(!e.is_rejected_before_apply());
+    assert!(e.is_ambiguous());
+}
+
+/// Consul's own rejections: nothing was applied, so even a write may be repeated.
+#[test]
+fn consuls_own_rejections_prove_nothing_was_applied() {
+    for name in [
+        "error_429_per_ip",
+        "error_429_retry_after",
+        "error_429_rpc_rate_empty",
+        "error_429_retry_elsewhere",
+        "error_503_retry_later",
+        "error_503_retry_later_short",
+        "error_500_no_leader",
+        "error_500_rpc_no_leader",
+    ] {
+        let e = Set::new("k", "v").parse(fixture(name)).unwrap_err();
+        assert!(e.is_retryable(), "{name}");
+        assert!(e.is_rejected_before_apply(), "{name}: {e:?}");
+        assert!(!e.is_ambiguous(), "{name}");
+    }
 }
 
 #[test]
@@ -463,7 +503,9 @@ fn recorded_get_404() {
         .parse(fixture("recorded_get_404"))
         .unwrap();
     assert_eq!(out.value, None);
-    assert!(out.meta.last_index.get() >= 1);
+    // The recorded agent's index at the time (X-Consul-Index: 18), not merely "some index".
+    assert_eq!(out.meta.last_index.get(), 18);
+    assert!(out.meta.known_leader);
 }
 
 #[test]
@@ -667,4 +709,37 @@ fn every_fixture_is_tested() {
             "fixture {name} has no test named {stem}"
         );
     }
+}
+
+/// A `Set` (non-idempotent) parsed against `name`: Consul's own rejection, safe to repeat.
+fn assert_consul_rejection(name: &str) {
+    let e = Set::new("k", "v").parse(fixture(name)).unwrap_err();
+    assert!(
+        matches!(e, ResponseError::RateLimited { .. }),
+        "{name}: {e:?}"
+    );
+    assert!(e.is_rejected_before_apply(), "{name}");
+    assert!(!e.is_ambiguous(), "{name}");
+}
+
+#[test]
+fn error_429_rpc_rate_empty() {
+    assert_consul_rejection("error_429_rpc_rate_empty");
+}
+
+#[test]
+fn error_429_retry_elsewhere() {
+    assert_consul_rejection("error_429_retry_elsewhere");
+}
+
+#[test]
+fn error_503_retry_later() {
+    assert_consul_rejection("error_503_retry_later");
+    let e = get_err("error_503_retry_later");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(503));
+}
+
+#[test]
+fn error_503_retry_later_short() {
+    assert_consul_rejection("error_503_retry_later_short");
 }

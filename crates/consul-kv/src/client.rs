@@ -158,6 +158,12 @@ impl ClientBuilder {
         fn address(addr: impl Into<String>);
         /// The default ACL token, sent only in the `X-Consul-Token` header.
         fn token(token: impl Into<String>);
+        /// HTTP basic auth sent with every request (`CONSUL_HTTP_AUTH=user:pass`); the
+        /// password is never printed.
+        fn basic_auth(user: impl Into<String>, password: impl Into<String>);
+        /// HTTPS for an address without a scheme, and an upgrade of an explicit `http://`
+        /// (`CONSUL_HTTP_SSL=true`), as the `consul` CLI does.
+        fn ssl(ssl: bool);
         /// A file holding the default ACL token.
         fn token_file(path: impl Into<PathBuf>);
         /// The default datacenter.

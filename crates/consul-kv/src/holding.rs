@@ -269,17 +269,21 @@ impl HolderConfig {
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<Option<T>, LockError>>,
     {
-        let give_up_at = Instant::now() + self.retry_for;
+        // Durations, not instants: a `retry_for` near `Duration::MAX` must not overflow.
+        let started = Instant::now();
         let mut pause = RETRY_FIRST_PAUSE;
         loop {
             match attempt().await {
                 Ok(Some(held)) => return Ok(held),
                 // Without `once`, an attempt returns only when held or on an error.
                 Ok(None) => {}
-                Err(e) if e.is_retryable() && Instant::now() + pause <= give_up_at => {
+                Err(e)
+                    if e.is_retryable()
+                        && started.elapsed().saturating_add(pause) <= self.retry_for =>
+                {
                     tracing::debug!(error = %e, ?pause, "acquire failed; retrying");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_MAX_PAUSE);
+                    pause = pause.saturating_mul(2).min(RETRY_MAX_PAUSE);
                 }
                 Err(e) => return Err(e),
             }

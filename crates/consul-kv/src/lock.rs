@@ -172,7 +172,7 @@ impl IntoFuture for LockBuilder {
 /// key with consistent blocking reads. The lock can be lost at any time: Consul sessions
 /// prefer liveness over safety. [`lost`](Self::lost) resolves, and
 /// [`subscribe`](Self::subscribe) reports it, as soon as the key shows another session or
-/// none (within a second of the session being destroyed), when renewals fail for a TTL, or
+/// none (within a second of the session being destroyed), when renewals fail for 1.5 × TTL, or
 /// when monitoring fails for good. On loss, renewal stops at once and the session is
 /// destroyed.
 ///

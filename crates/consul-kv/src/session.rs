@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consul_kv_proto::session::{self as op, ServiceCheck};
+use consul_kv_proto::time::{instant_after, MAX_SESSION_TTL};
 use consul_kv_proto::{Behavior, ReadOptions, SessionEntry, SessionId, WriteOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -490,9 +491,10 @@ enum KeeperState {
 /// known leak:
 ///
 /// - it renews every TTL/2;
-/// - after a failed renewal it retries every second, and gives up when no renewal succeeded for
-///   a whole TTL (the session must then be presumed invalid; Consul itself waits up to twice the
-///   TTL);
+/// - after a failed renewal it retries every second, and gives up when no renewal succeeded
+///   for 1.5 × TTL. Consul invalidates a session 2 × TTL after its last renewal, so an outage
+///   shorter than the TTL, whenever it starts, never loses the session, and a loss is still
+///   reported half a TTL before Consul can have invalidated it;
 /// - when Consul answers with a longer TTL than asked (it does so under load), it adopts it;
 /// - a `404` ends it with [`SessionLost::Expired`].
 ///
@@ -548,7 +550,8 @@ impl SessionKeeper {
         }
     }
 
-    /// Resolves when renewal has given up: the session expired, or renewals failed for a TTL.
+    /// Resolves when renewal has given up: the session expired, or renewals failed for
+    /// 1.5 × TTL.
     /// Pending forever while renewals succeed. Cancel-safe.
     pub async fn lost(&self) -> SessionLost {
         self.lost_future().await
@@ -592,36 +595,45 @@ impl Drop for SessionKeeper {
     }
 }
 
+/// `at + d` on Tokio's clock, saturating (see [`consul_kv_proto::time::instant_after`]).
+fn after(at: Instant, d: Duration) -> Instant {
+    Instant::from_std(instant_after(at.into_std(), d))
+}
+
 async fn renew_loop(
     sessions: Sessions,
     id: SessionId,
     ttl: Option<Duration>,
     tx: watch::Sender<KeeperState>,
 ) {
-    let Some(mut ttl) = ttl.filter(|t| !t.is_zero()) else {
+    let Some(ttl) = ttl.filter(|t| !t.is_zero()) else {
         // Nothing to renew: a session without a TTL lives until destroyed.
         return std::future::pending().await;
     };
+    // Consul refuses TTLs over 24 h; a longer one (from the caller or a hostile answer) is
+    // read as 24 h, which also keeps every instant below representable.
+    let mut ttl = ttl.min(MAX_SESSION_TTL);
     let mut last_ok = Instant::now();
-    let mut next = last_ok + ttl / 2;
+    let mut next = after(last_ok, ttl / 2);
     loop {
         tokio::time::sleep_until(next).await;
-        // Each attempt may use what is left of the TTL, and at least the retry interval.
-        let budget = (last_ok + ttl)
+        // Each attempt may use what is left before giving up, and at least the retry interval.
+        let give_up = ttl.saturating_add(ttl / 2);
+        let budget = after(last_ok, give_up)
             .saturating_duration_since(Instant::now())
             .max(RENEW_RETRY);
         let attempt = tokio::time::timeout(budget, sessions.renew(&id).send()).await;
         let now = Instant::now();
         match attempt {
             Ok(Ok(Some(entry))) => {
-                if let Some(server_ttl) = entry.ttl {
+                if let Some(server_ttl) = entry.ttl.map(|t| t.min(MAX_SESSION_TTL)) {
                     if server_ttl > ttl {
                         tracing::debug!(session = %id, ?server_ttl, "adopting the server's longer TTL");
                         ttl = server_ttl;
                     }
                 }
                 last_ok = now;
-                next = now + ttl / 2;
+                next = after(now, ttl / 2);
             }
             Ok(Ok(None)) => {
                 tracing::debug!(session = %id, "session expired");
@@ -631,16 +643,16 @@ async fn renew_loop(
                 return;
             }
             Ok(Err(e)) => {
-                if now.duration_since(last_ok) >= ttl {
+                if now.duration_since(last_ok) >= give_up {
                     let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
                     return;
                 }
                 tracing::debug!(session = %id, error = %e, "renewal failed; retrying");
                 // Retry every second, and once more right at the deadline.
-                next = (now + RENEW_RETRY).min(last_ok + ttl);
+                next = after(now, RENEW_RETRY).min(after(last_ok, give_up));
             }
             Err(_elapsed) => {
-                if now.duration_since(last_ok) >= ttl {
+                if now.duration_since(last_ok) >= give_up {
                     let e = Error::Timeout {
                         request: None,
                         after: budget,
@@ -648,7 +660,7 @@ async fn renew_loop(
                     let _ = tx.send(KeeperState::Lost(SessionLost::RenewFailed(Arc::new(e))));
                     return;
                 }
-                next = (now + RENEW_RETRY).min(last_ok + ttl);
+                next = after(now, RENEW_RETRY).min(after(last_ok, give_up));
             }
         }
     }

@@ -16,6 +16,7 @@ use consul_kv_proto::txn::wire::TxnError;
 
 use crate::go::quote;
 
+pub(crate) mod durable;
 mod sessions;
 mod txn;
 

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use consul_kv_proto::time::instant_after;
+
 use super::*;
 
 impl Dc {
@@ -16,7 +18,9 @@ impl Dc {
         let idx = self.next_index();
         rec.create_index = idx;
         rec.modify_index = idx;
-        rec.expires = rec.ttl_dur.map(|ttl| now + self.invalidate_after(ttl));
+        rec.expires = rec
+            .ttl_dur
+            .map(|ttl| instant_after(now, self.invalidate_after(ttl)));
         let id = rec.id.clone();
         self.sessions.insert(id.clone(), rec);
         self.sessions_table = idx;
@@ -24,7 +28,7 @@ impl Dc {
         id
     }
 
-    fn invalidate_after(&self, ttl: Duration) -> Duration {
+    pub(super) fn invalidate_after(&self, ttl: Duration) -> Duration {
         ttl.saturating_mul(2).mul_f64(self.ttl_scale)
     }
 
@@ -62,7 +66,7 @@ impl Dc {
                 Behavior::Delete => self.delete_txn(idx, &key, ch),
             }
             if !delay.is_zero() {
-                self.lock_delays.insert(key, now + delay);
+                self.lock_delays.insert(key, instant_after(now, delay));
             }
         }
         self.held.remove(id);
@@ -81,7 +85,7 @@ impl Dc {
             .map(|t| self.invalidate_after(t));
         let rec = self.sessions.get_mut(id)?;
         if let Some(after) = after {
-            rec.expires = Some(now + after);
+            rec.expires = Some(instant_after(now, after));
         }
         Some(rec.clone())
     }
