@@ -185,7 +185,11 @@ impl<O: Streaming> ListStream<O> {
                                 }
                                 r.chunk = data;
                                 r.pos = 0;
-                                let next = tokio::time::Instant::now() + self.idle;
+                                let next =
+                                    tokio::time::Instant::from_std(proto::time::instant_after(
+                                        std::time::Instant::now(),
+                                        self.idle,
+                                    ));
                                 r.sleep.as_mut().reset(next);
                             }
                         }

@@ -361,14 +361,14 @@ impl PutAllRequest {
         let mut committed_chunks = Vec::new();
         let mut failure: Option<(usize, BatchFailure)> = None;
         let mut inflight: Vec<BoxFuture<'static, (usize, Result<(), Failed>)>> = Vec::new();
-        let mut next = 0;
+        let mut next_chunk = 0;
         loop {
-            while failure.is_none() && inflight.len() < concurrency && next < chunks {
-                let (kv, batch, chunk) = (kv.clone(), batches[next].clone(), next);
+            while failure.is_none() && inflight.len() < concurrency && next_chunk < chunks {
+                let (kv, batch, chunk) = (kv.clone(), batches[next_chunk].clone(), next_chunk);
                 inflight.push(Box::pin(
                     async move { (chunk, write_batch(&kv, &batch).await) },
                 ));
-                next += 1;
+                next_chunk += 1;
             }
             if inflight.is_empty() {
                 break;
