@@ -116,19 +116,3 @@ pub async fn start_devserver(case: &str, builder: DevServerBuilder) -> Option<Te
     }
     Some(start_with(builder).await)
 }
-
-/// Records that `case` was skipped and why: a loud line on stderr, and a line in the file named
-/// by `CONSUL_KV_SKIP_LOG` when it is set (`cargo xtask ci` sets it and prints the list).
-pub fn record_skip(case: &str, reason: &str) {
-    eprintln!("SKIPPED {case}: {reason}");
-    if let Some(path) = std::env::var_os("CONSUL_KV_SKIP_LOG") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(f, "{case}\t{reason}");
-        }
-    }
-}

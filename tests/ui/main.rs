@@ -124,7 +124,7 @@ async fn kv_browser_in_headless_chromium() {
             "\n!!!!! UI BROWSER TEST SKIPPED: chromium and chromedriver not found \
              (apt-get install chromium chromium-driver, or set CHROME / CHROMEDRIVER) !!!!!\n"
         );
-        consul_kv_tests::server::record_skip(
+        consul_kv_tests::skips::record(
             "ui::kv_browser_in_headless_chromium",
             "no chromium/chromedriver",
         );
@@ -364,7 +364,7 @@ async fn kv_browser_in_headless_chromium() {
 async fn kv_browser_asks_for_a_token_and_sends_it_only_as_a_header() {
     let Some((chrome, driver)) = find_browser() else {
         eprintln!("\n!!!!! UI BROWSER TEST SKIPPED: chromium and chromedriver not found !!!!!\n");
-        consul_kv_tests::server::record_skip(
+        consul_kv_tests::skips::record(
             "ui::kv_browser_asks_for_a_token",
             "no chromium/chromedriver",
         );
