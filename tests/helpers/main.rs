@@ -13,27 +13,15 @@ mod sync;
 mod typed;
 mod update;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use consul_kv::Client;
 use consul_kv_tests::server::TestServer;
 
 /// A key prefix no other case (or earlier run against the same agent) uses.
 pub(crate) fn prefix(case: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("helpers/{case}/{}-{nanos}-{n}/", std::process::id())
+    consul_kv_tests::server::unique_prefix("helpers", case)
 }
 
 /// A client for `server`, honouring `CONSUL_HTTP_TOKEN` for an external agent with ACLs.
 pub(crate) fn client(server: &TestServer) -> Client {
-    Client::builder()
-        .from_env()
-        .address(server.base_url())
-        .build()
-        .expect("client")
+    consul_kv_tests::server::client_for(&server.base_url())
 }

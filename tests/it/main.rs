@@ -20,32 +20,22 @@ mod txn;
 mod values;
 mod watch;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use consul_kv::Client;
 use consul_kv_tests::server::TestServer;
 
-/// A key prefix no other case (or earlier run against the same agent) uses:
-/// `it/<case>/<pid>-<n>/`.
+pub(crate) use consul_kv_tests::server::within;
+
+/// A key prefix no other case (or earlier run against the same agent) uses.
 pub(crate) fn prefix(case: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("it/{case}/{}-{nanos}-{n}/", std::process::id())
+    consul_kv_tests::server::unique_prefix("it", case)
 }
 
 /// A client for `server`. Explicit settings win over the environment, so `CONSUL_HTTP_TOKEN`
 /// (for an external agent with ACLs) is still honoured.
 pub(crate) fn client(server: &TestServer) -> Client {
-    Client::builder()
-        .from_env()
-        .address(server.base_url())
-        .build()
-        .expect("client")
+    consul_kv_tests::server::client_for(&server.base_url())
 }
 
 /// A client for `server` whose executor does not retry, so that every retry a case sees is the
@@ -89,16 +79,4 @@ pub(crate) async fn across_a_restart<T: Send + 'static>(
         .await
         .expect("task");
     Some((out, second))
-}
-
-/// Runs `f` with a deadline, failing the test with `what` when it passes.
-pub(crate) async fn within<T>(
-    d: Duration,
-    what: &str,
-    f: impl std::future::Future<Output = T>,
-) -> T {
-    match tokio::time::timeout(d, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {d:?}: {what}"),
-    }
 }

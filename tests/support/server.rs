@@ -116,3 +116,38 @@ pub async fn start_devserver(case: &str, builder: DevServerBuilder) -> Option<Te
     }
     Some(start_with(builder).await)
 }
+
+/// A key prefix no other case (or earlier run against the same agent) uses:
+/// `<suite>/<case>/<pid>-<nanos>-<n>/`, so cases can share one external agent.
+pub fn unique_prefix(suite: &str, case: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{suite}/{case}/{}-{nanos}-{n}/", std::process::id())
+}
+
+/// A facade client for `base`. Explicit settings win over the environment, so
+/// `CONSUL_HTTP_TOKEN` (for an external agent with ACLs) is still honoured.
+pub fn client_for(base: &str) -> consul_kv::Client {
+    consul_kv::Client::builder()
+        .from_env()
+        .address(base)
+        .build()
+        .expect("client")
+}
+
+/// Runs `f` with a deadline, failing the test with `what` when it passes.
+pub async fn within<T>(
+    d: std::time::Duration,
+    what: &str,
+    f: impl std::future::Future<Output = T>,
+) -> T {
+    match tokio::time::timeout(d, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {d:?}: {what}"),
+    }
+}

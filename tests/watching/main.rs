@@ -12,47 +12,26 @@ mod health;
 mod shared;
 mod typed;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use consul_kv::Client;
 use consul_kv_tests::server::TestServer;
 
+pub(crate) use consul_kv_tests::server::within;
+
 /// A key prefix no other case (or earlier run against the same agent) uses.
 pub(crate) fn prefix(case: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("watching/{case}/{}-{nanos}-{n}/", std::process::id())
+    consul_kv_tests::server::unique_prefix("watching", case)
 }
 
 /// A client for `base`.
 pub(crate) fn client_for(base: &str) -> Client {
-    Client::builder()
-        .from_env()
-        .address(base)
-        .build()
-        .expect("client")
+    consul_kv_tests::server::client_for(base)
 }
 
 /// A client for `server`.
 pub(crate) fn client(server: &TestServer) -> Client {
     client_for(&server.base_url())
-}
-
-/// Runs `f` with a deadline, failing the test with `what` when it passes.
-pub(crate) async fn within<T>(
-    d: Duration,
-    what: &str,
-    f: impl std::future::Future<Output = T>,
-) -> T {
-    match tokio::time::timeout(d, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {d:?}: {what}"),
-    }
 }
 
 /// Polls `cond` every 20 ms until it holds, failing with `what` after `d`.

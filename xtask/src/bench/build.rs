@@ -39,6 +39,21 @@ pub(super) fn target_dir(root: &Path) -> PathBuf {
     }
 }
 
+/// Builds `consul-kv-bench` (release) and returns the binary's path.
+pub(super) fn build_bench_binary(root: &Path) -> Result<PathBuf, String> {
+    status(
+        niced(&crate::cargo()).current_dir(root).args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "consul-kv-bench",
+        ]),
+        "cargo build --release -p consul-kv-bench",
+    )?;
+    Ok(bench_binary(root))
+}
+
 pub(super) fn bench_binary(root: &Path) -> PathBuf {
     target_dir(root).join("release").join("consul-kv-bench")
 }
@@ -120,17 +135,7 @@ pub(super) fn build_all(
     skipped: &mut Vec<String>,
 ) -> Result<Vec<Contender>, String> {
     let cargo = crate::cargo();
-    status(
-        niced(&cargo).current_dir(root).args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "consul-kv-bench",
-        ]),
-        "cargo build --release -p consul-kv-bench",
-    )?;
-    let bin = bench_binary(root).display().to_string();
+    let bin = build_bench_binary(root)?.display().to_string();
     let ours = locked_version(&root.join("Cargo.lock"), "consul-kv");
     let mut out = vec![
         Contender {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::build::{bench_binary, niced, status};
+use super::build::{build_bench_binary, niced};
 
 fn ms(v: &Value, field: &str) -> String {
     v[field].as_u64().map_or_else(
@@ -23,17 +23,7 @@ fn kib(v: &Value, field: &str) -> String {
 }
 
 pub(super) fn run(root: &Path) -> Result<(), String> {
-    status(
-        niced(&crate::cargo()).current_dir(root).args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "consul-kv-bench",
-        ]),
-        "cargo build --release -p consul-kv-bench",
-    )?;
-    let bin = bench_binary(root);
+    let bin = build_bench_binary(root)?;
     let mut targets = vec![("devserver".to_owned(), None)];
     if let Some(addr) = std::env::var("CONSUL_HTTP_ADDR")
         .ok()

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 
-use super::build::{bench_binary, niced, status, target_dir};
+use super::build::{build_bench_binary, niced, target_dir};
 use super::cases::Sizes;
 use super::run::{parse_line, Servers};
 
@@ -20,18 +20,7 @@ const KEYS: usize = 10;
 const WRITES: usize = 50;
 
 pub(super) fn run(root: &Path) -> Result<(), String> {
-    let cargo = crate::cargo();
-    status(
-        niced(&cargo).current_dir(root).args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "consul-kv-bench",
-        ]),
-        "cargo build --release -p consul-kv-bench",
-    )?;
-    let bin = bench_binary(root);
+    let bin = build_bench_binary(root)?;
     let servers = Servers::start(&bin, &Sizes::quick())?;
     println!(
         "bench watch: devserver {} (its own process)",
