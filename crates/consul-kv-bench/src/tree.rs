@@ -1,5 +1,5 @@
-//! `consul-kv-bench tree`: a huge tree read through [`Kv::items_stream`], beside
-//! [`Kv::items`] on the largest part of it the whole-body limit allows.
+//! `consul-kv-bench tree`: a huge tree read through [`Kv::items_stream`](consul_kv::Kv::items_stream), beside
+//! [`Kv::items`](consul_kv::Kv::items) on the largest part of it the whole-body limit allows.
 //!
 //! The devserver runs in a child process (`consul-kv-bench serve`), so this process's memory
 //! is the client's alone. The tree is written through `/v1/txn` (64 keys per transaction) as
@@ -84,7 +84,7 @@ fn measured(target: &str, prefix: &str, mode: &str) -> Result<Read, String> {
     })
 }
 
-/// One read in this process (the child side of [`measured`]); one JSON object.
+/// One read in this process (the child side of `measured`); one JSON object.
 ///
 /// # Errors
 /// The read fails.
