@@ -28,11 +28,12 @@
 //! figure here is relative to it.
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
+use crate::agent::Agent;
 use crate::Result;
 
 const HELP: &str = "cargo xtask bench cli [--import-keys N] [--export-keys M] [--value-size B] \
@@ -41,66 +42,8 @@ const IMPORT_PREFIX: &str = "bench/import/";
 const EXPORT_PREFIX: &str = "bench/export/";
 const TARGET_RATIO: f64 = 20.0;
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
-
-/// A `-dev` agent (in-memory Raft), or with `data_dir` a single server that keeps its Raft log
-/// on disk (`-server -bootstrap-expect 1`), as a production server does.
 fn start_agent(bin: &Path, data_dir: Option<&Path>) -> Result<(Agent, SocketAddr)> {
-    let (http, serf, server) = (free_port()?, free_port()?, free_port()?);
-    let mut cmd = Command::new(bin);
-    match data_dir {
-        None => cmd.args(["agent", "-dev"]),
-        Some(d) => cmd
-            .args(["agent", "-server", "-bootstrap-expect", "1", "-data-dir"])
-            .arg(d),
-    };
-    let child = cmd
-        .args(["-node", "bench-cli", "-bind", "127.0.0.1"])
-        .args(["-client", "127.0.0.1", "-http-port", &http.to_string()])
-        .args(["-serf-lan-port", &serf.to_string()])
-        .args(["-server-port", &server.to_string(), "-serf-wan-port", "-1"])
-        .args([
-            "-dns-port",
-            "-1",
-            "-grpc-port",
-            "-1",
-            "-grpc-tls-port",
-            "-1",
-        ])
-        .args(["-log-level", "warn"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", bin.display()))?;
-    let agent = Agent(child);
-    let addr = SocketAddr::from(([127, 0, 0, 1], http));
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = crate::fixtures::exchange(addr, "GET", "/v1/status/leader", b"") {
-            if r.status == 200 && r.body.len() > 2 {
-                return Ok((agent, addr));
-            }
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err("the agent elected no leader within 60 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::agent::start(bin, "bench-cli", data_dir)
 }
 
 /// Runs `program args` (niced) against `addr`; returns (seconds, stdout). Fails on a non-zero

@@ -7,28 +7,11 @@
 //! Consul sent it. Reviewers read the diff.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Result;
-
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
-}
 
 /// A response as recorded.
 pub(crate) struct Recorded {
@@ -140,59 +123,7 @@ fn write_fixture(dir: &Path, name: &str, source: &str, r: &Recorded) -> Result {
 /// Starts a dev agent, records the script, and writes the fixtures.
 pub(crate) fn run(root: &Path) -> Result {
     let bin = crate::consul::ensure_consul(root)?;
-    let (http, serf, server) = (free_port()?, free_port()?, free_port()?);
-    let child = Command::new(&bin)
-        .args([
-            "agent",
-            "-dev",
-            "-node",
-            "fixtures",
-            "-bind",
-            "127.0.0.1",
-            "-client",
-            "127.0.0.1",
-        ])
-        .args([
-            "-http-port",
-            &http.to_string(),
-            "-serf-lan-port",
-            &serf.to_string(),
-        ])
-        .args([
-            "-server-port",
-            &server.to_string(),
-            "-serf-wan-port",
-            "-1",
-            "-dns-port",
-            "-1",
-        ])
-        .args([
-            "-grpc-port",
-            "-1",
-            "-grpc-tls-port",
-            "-1",
-            "-log-level",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start {}: {e}", bin.display()))?;
-    let _agent = Agent(child);
-    let addr = SocketAddr::from(([127, 0, 0, 1], http));
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = exchange(addr, "GET", "/v1/status/leader", b"") {
-            if r.status == 200 && r.body.len() > 2 {
-                break;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            return Err("the dev agent elected no leader within 30 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_agent, addr) = crate::agent::start(&bin, "fixtures", None)?;
     let dir = root.join("crates/consul-kv-proto/tests/fixtures");
     let src = |what: &str| {
         format!(

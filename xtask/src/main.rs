@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
+mod agent;
 mod bench;
 mod browser;
 mod bulk_bench;
