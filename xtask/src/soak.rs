@@ -100,6 +100,11 @@ fn conformance_row(root: &Path, cargo: &str, consul: Option<&Path>) -> Result<Ve
     ])
     .current_dir(root)
     .stderr(Stdio::inherit());
+    let log = crate::skip_log(match consul {
+        Some(_) => "soak-skips-consul.log",
+        None => "soak-skips-devserver.log",
+    })?;
+    cmd.env("CONSUL_KV_SKIP_LOG", &log);
     let against = match consul {
         Some(bin) => {
             cmd.env("CONSUL_KV_TEST_TARGET", "consul")
@@ -128,11 +133,20 @@ fn conformance_row(root: &Path, cargo: &str, consul: Option<&Path>) -> Result<Ve
             .sum()
     };
     let (passed, failed) = (count(" passed"), count(" failed"));
-    let pass = out.status.success() && failed == 0 && passed >= 60;
+    // A case that needs a devserver hook (fault switches, clock control) records itself and
+    // returns early against a real agent; it counts as passed in libtest's total, so the
+    // row says how many of the passes ran nothing.
+    let skipped = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count();
+    let ran = passed.saturating_sub(skipped);
+    let pass = out.status.success() && failed == 0 && ran >= 60;
     Ok(vec![
         format!("R19 server conformance against {against}"),
-        format!("{passed} cases passed, {failed} failed"),
-        "100% of ≥ 60 cases".to_owned(),
+        format!("{ran} cases ran and passed, {failed} failed, {skipped} skipped (need a devserver hook)"),
+        "every case that runs passes; ≥ 60 run".to_owned(),
         if pass { "PASS" } else { "FAIL" }.to_owned(),
     ])
 }
