@@ -7,6 +7,12 @@
 //!
 //! Base64 text is read as raw bytes (`deserialize_bytes`), so it is never UTF-8 validated:
 //! base64 is ASCII, and anything else fails the decode with [`ResponseError::Base64`].
+//!
+//! Two paths read the same bytes: [`scan`] takes the shape Consul always sends (no escapes,
+//! canonical base64, flat objects) in one hand-written pass, and gives up on anything else;
+//! the serde path below then decides, so every error is the serde path's.
+
+mod scan;
 
 use std::fmt;
 use std::ops::Range;
@@ -25,6 +31,14 @@ use crate::session::SessionId;
 /// [`ResponseError::Json`] for malformed JSON or a missing `Key`, [`ResponseError::Base64`]
 /// for a value that is not base64.
 pub(crate) fn parse_list(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
+    if let Some(pairs) = scan::list(body) {
+        return Ok(pairs);
+    }
+    parse_list_serde(body)
+}
+
+/// The serde path of [`parse_list`]: every shape JSON allows, and every error.
+fn parse_list_serde(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
     let mut state = State {
         // Every value's base64 text lies inside the body, so 3/4 of it bounds the decoded
         // total: one allocation, never grown.
@@ -44,8 +58,15 @@ pub(crate) fn parse_list(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
         return Err(e);
     }
     parsed.map_err(ResponseError::Json)?;
-    let values = Bytes::from(state.values);
-    for (pair, range) in pairs.iter_mut().zip(state.ranges) {
+    attach(&mut pairs, state.values, state.ranges);
+    Ok(pairs)
+}
+
+/// Gives each pair its value: a slice of the answer's one decoded buffer (`None` for a null
+/// value, an empty `Bytes` that holds no buffer for an empty one).
+fn attach(pairs: &mut [KvPair], values: Vec<u8>, ranges: Vec<Option<Range<usize>>>) {
+    let values = Bytes::from(values);
+    for (pair, range) in pairs.iter_mut().zip(ranges) {
         pair.value = range.map(|r| {
             if r.is_empty() {
                 Bytes::new()
@@ -54,7 +75,18 @@ pub(crate) fn parse_list(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
             }
         });
     }
-    Ok(pairs)
+}
+
+/// The value of a single parsed entry, from its own decode buffer, shrunk to fit (a streamed
+/// entry may be held long after its neighbours are gone).
+fn one_value(mut values: Vec<u8>, range: Option<Range<usize>>) -> Option<Bytes> {
+    let r = range?;
+    if r.is_empty() {
+        return Some(Bytes::new());
+    }
+    values.truncate(r.end);
+    values.drain(..r.start);
+    Some(Bytes::from(values.into_boxed_slice()))
 }
 
 /// Parses one `DirEntry` object (an element of a list answer), decoding its value into its
@@ -63,6 +95,9 @@ pub(crate) fn parse_list(body: &[u8]) -> Result<Vec<KvPair>, ResponseError> {
 /// # Errors
 /// As [`parse_list`].
 pub(crate) fn parse_one(element: &[u8]) -> Result<KvPair, ResponseError> {
+    if let Some(pair) = scan::one(element) {
+        return Ok(pair);
+    }
     let mut state = State {
         values: Vec::new(),
         ranges: Vec::with_capacity(1),
@@ -435,6 +470,171 @@ mod tests {
     /// How far apart two slices start (they share one buffer when this is small).
     fn start_distance(a: &Bytes, b: &Bytes) -> usize {
         (b.as_ptr() as usize).abs_diff(a.as_ptr() as usize)
+    }
+
+    /// The shape Consul sends takes the fast path, and gets what the serde path gets.
+    #[test]
+    fn consul_shaped_answers_take_the_scanner() {
+        let body = r#"[{"LockIndex":1,"Key":"app/config/été","Flags":42,"Value":"aGVsbG8=","Session":"adf4238a-882b-9ddc-4a9d-5b6758e4159e","CreateIndex":12,"ModifyIndex":18},
+  {"LockIndex":0,"Key":"app/folder/","Flags":0,"Value":null,"CreateIndex":3,"ModifyIndex":3},
+  {"LockIndex":0,"Key":"app/empty","Flags":0,"Value":"","CreateIndex":4,"ModifyIndex":5,"Namespace":"default","Partial":false},
+  {"LockIndex":0,"Key":"a","Flags":18446744073709551615,"Value":"YWI=","CreateIndex":6,"ModifyIndex":6}]"#;
+        let body = body.as_bytes();
+        let fast = scan::list(body).expect("the scanner takes Consul's shape");
+        assert_eq!(fast, parse_list_serde(body).unwrap());
+        assert_eq!(fast[0].key, "app/config/été");
+        assert_eq!(fast[0].value.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(fast[1].value, None);
+        assert_eq!(fast[2].value.as_deref(), Some(&b""[..]));
+        assert_eq!(fast[3].value.as_deref(), Some(&b"ab"[..]));
+        assert_eq!(fast[3].flags, u64::MAX);
+        let one = scan::one(br#" {"Key":"k","Value":"dGVzdA=="} "#).unwrap();
+        assert_eq!(one.value.as_deref(), Some(&b"test"[..]));
+        assert_eq!(scan::list(b"[]"), Some(Vec::new()));
+    }
+
+    /// What the scanner leaves to the serde path (each is an answer or an error there).
+    #[test]
+    fn the_scanner_gives_up_on_every_unusual_shape() {
+        for body in [
+            &br#"[{"Key":"a\"b","Value":null}]"#[..],
+            br#"[{"Key":"k","Value":"P\/8="}]"#,
+            br#"[{"Key":"k","Value":"YQ"}]"#,
+            br#"[{"Key":"k","Value":"YR=="}]"#,
+            br#"[{"Key":"k","Value":"YQ==YQ=="}]"#,
+            br#"[{"Key":"k","Flags":01}]"#,
+            br#"[{"Key":"k","Flags":1.0}]"#,
+            br#"[{"Key":"k","Flags":-1}]"#,
+            br#"[{"Key":"k","Flags":18446744073709551616}]"#,
+            br#"[{"Key":"k","Key":"j"}]"#,
+            br#"[{"Key":"k","X":[1]}]"#,
+            br#"[{"Key":"k",}]"#,
+            br#"[{"Key":"k"},]"#,
+            br#"[{"Key":"k"}] x"#,
+            br#"[{"Value":null}]"#,
+            b"[{\"Key\":\"\xff\"}]",
+            b"[{\"Key\":\"a\x01\"}]",
+            br#"[null]"#,
+            br#"{}"#,
+            b"",
+        ] {
+            assert_eq!(scan::list(body), None, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    mod agreement {
+        use super::super::{parse_list_serde, scan};
+        use base64::Engine as _;
+        use proptest::prelude::*;
+
+        fn json_str(s: &str) -> String {
+            serde_json::to_string(s).unwrap()
+        }
+
+        /// One entry's fields as JSON text, in a shuffled order with odd whitespace, some
+        /// unknown or repeated fields, and sometimes a damaged value.
+        fn entry() -> impl Strategy<Value = String> {
+            (
+                any::<String>(),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of("[a-f0-9-]{0,36}"),
+                proptest::sample::select(vec![
+                    "",
+                    r#""Namespace":"default""#,
+                    r#""X":[1]"#,
+                    r#""Y":-1"#,
+                    r#""Z":1.5"#,
+                    r#""W":true"#,
+                    r#""Key":"dup""#,
+                    r#""V":"é""#,
+                    r#""N":null"#,
+                ]),
+                proptest::sample::select(vec![
+                    "", " ", "
+  ", "	", "
+",
+                ]),
+                0..5usize,
+                any::<u64>(),
+            )
+                .prop_map(
+                    |(key, value, flags, index, session, extra, ws, damage, seed)| {
+                        let value = match value {
+                            None => "null".to_owned(),
+                            Some(v) => {
+                                let mut t = base64::engine::general_purpose::STANDARD.encode(v);
+                                match damage {
+                                    1 => t = t.trim_end_matches('=').to_owned(),
+                                    2 => t = t.replace('/', "\\/"),
+                                    // Often non-canonical: unused bits set in the last symbol.
+                                    3 if t.ends_with('=') => {
+                                        let at = t.trim_end_matches('=').len() - 1;
+                                        t.replace_range(
+                                            at..=at,
+                                            ["B", "I", "Y", "/"][(seed % 4) as usize],
+                                        );
+                                    }
+                                    _ => {}
+                                }
+                                format!("\"{t}\"")
+                            }
+                        };
+                        let mut fields = vec![
+                            format!("\"Key\":{ws}{}", json_str(&key)),
+                            format!("\"Value\":{value}"),
+                            format!("\"Flags\":{flags}"),
+                            format!("\"ModifyIndex\":{ws}{index}"),
+                            format!("\"CreateIndex\":{}", index / 2),
+                            "\"LockIndex\":null".to_owned(),
+                        ];
+                        if let Some(s) = session {
+                            fields.push(format!("\"Session\":{}", json_str(&s)));
+                        }
+                        if !extra.is_empty() {
+                            fields.push(extra.to_owned());
+                        }
+                        let n = fields.len();
+                        fields.rotate_left((seed as usize) % n);
+                        format!("{{{ws}{}{ws}}}", fields.join(&format!(",{ws}")))
+                    },
+                )
+        }
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            (
+                proptest::collection::vec(entry(), 0..6),
+                proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+                proptest::option::of(any::<prop::sample::Index>()),
+            )
+                .prop_map(|(entries, flip, cut)| {
+                    let mut b = format!("[{}]", entries.join(",")).into_bytes();
+                    if let Some((at, byte)) = flip {
+                        let i = at.index(b.len());
+                        b[i] = byte;
+                    }
+                    if let Some(at) = cut {
+                        b.truncate(at.index(b.len() + 1));
+                    }
+                    b
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4_000))]
+
+            /// Whenever the scanner answers, the serde path answers the same.
+            #[test]
+            fn scan_agrees_with_serde(body in body()) {
+                if let Some(fast) = scan::list(&body) {
+                    match parse_list_serde(&body) {
+                        Ok(slow) => prop_assert_eq!(fast, slow),
+                        Err(e) => prop_assert!(false, "scanner took what serde refuses: {e}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
