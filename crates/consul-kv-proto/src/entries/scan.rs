@@ -154,15 +154,15 @@ impl<'a> Scanner<'a> {
     /// A string with no escape and no control character: its bytes between the quotes.
     fn plain_str(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
-        let start = self.i;
-        let rest = self.b.get(start..)?;
+        let open = self.i;
+        let rest = self.b.get(open..)?;
         let end = rest
             .iter()
             .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
         if rest[end] != b'"' {
             return None;
         }
-        self.i = start + end + 1;
+        self.i = open + end + 1;
         Some(&rest[..end])
     }
 
