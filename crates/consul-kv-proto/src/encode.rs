@@ -252,13 +252,18 @@ pub(crate) enum KeyUse {
 pub(crate) fn validate_key(key: &str, usage: KeyUse, rules: KeyRules) -> Result<(), KeyError> {
     classic_key(key, usage)?;
     if rules == KeyRules::Consul122 && !key.is_empty() {
-        if key.split(['/', '\\']).any(|seg| seg == "..") {
+        // `/`-separated `..` segments were refused above; a `\\` separates them too here.
+        if key.contains('\\') && key.split(['/', '\\']).any(|seg| seg == "..") {
             return Err(KeyError::Traversal);
         }
-        let lower = key.to_ascii_lowercase();
-        if ["..%2f", "..%5c", "%2e%2e"]
-            .iter()
-            .any(|p| lower.contains(p))
+        let b = key.as_bytes();
+        if key.contains('%')
+            && (0..b.len()).any(|i| {
+                [&b"..%2f"[..], b"..%5c", b"%2e%2e"].iter().any(|p| {
+                    b.get(i..i + p.len())
+                        .is_some_and(|w| w.eq_ignore_ascii_case(p))
+                })
+            })
         {
             return Err(KeyError::Traversal);
         }
@@ -279,13 +284,46 @@ fn classic_key(key: &str, usage: KeyUse) -> Result<(), KeyError> {
     if key.starts_with('/') {
         return Err(KeyError::LeadingSlash);
     }
-    if key.contains("//") {
+    // One pass over the bytes finds every refusal; they are reported in a fixed order (`//`,
+    // then a dot segment, then the first unprintable character) whatever their positions.
+    let b = key.as_bytes();
+    let (mut double_slash, mut dot_segment) = (false, false);
+    let mut control: Option<usize> = None;
+    let mut ascii = true;
+    let mut segment = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'/' => {
+                match &b[segment..i] {
+                    [] => double_slash = true,
+                    [b'.'] | [b'.', b'.'] => dot_segment = true,
+                    _ => {}
+                }
+                segment = i + 1;
+            }
+            0x00..=0x1F | 0x7F => {
+                control.get_or_insert(i);
+            }
+            0x80.. => ascii = false,
+            _ => {}
+        }
+    }
+    if matches!(&b[segment..], [b'.'] | [b'.', b'.']) {
+        dot_segment = true;
+    }
+    if double_slash {
         return Err(KeyError::DoubleSlash);
     }
-    if key.split('/').any(|seg| seg == "." || seg == "..") {
+    if dot_segment {
         return Err(KeyError::DotSegment);
     }
-    if let Some((position, ch)) = key.char_indices().find(|&(_, c)| !is_printable(c)) {
+    // ASCII is printable but for its controls; beyond ASCII, the character check decides.
+    let unprintable = if ascii {
+        control.map(|i| (i, char::from(b[i])))
+    } else {
+        key.char_indices().find(|&(_, c)| !is_printable(c))
+    };
+    if let Some((position, ch)) = unprintable {
         return Err(KeyError::NonPrintable {
             position,
             code_point: u32::from(ch),
@@ -370,6 +408,66 @@ impl Query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key rules written the plain way (several passes, one check at a time): the
+    /// one-pass `validate_key` must refuse exactly these keys, for exactly these reasons.
+    fn plain_rules(key: &str, usage: KeyUse, rules: KeyRules) -> Result<(), KeyError> {
+        if key.is_empty() {
+            return match usage {
+                KeyUse::Single => Err(KeyError::Empty),
+                KeyUse::Prefix => Ok(()),
+            };
+        }
+        if key.starts_with('/') {
+            return Err(KeyError::LeadingSlash);
+        }
+        if key.contains("//") {
+            return Err(KeyError::DoubleSlash);
+        }
+        if key.split('/').any(|seg| seg == "." || seg == "..") {
+            return Err(KeyError::DotSegment);
+        }
+        if let Some((position, ch)) = key.char_indices().find(|&(_, c)| !is_printable(c)) {
+            return Err(KeyError::NonPrintable {
+                position,
+                code_point: u32::from(ch),
+            });
+        }
+        if rules == KeyRules::Consul122 {
+            if key.split(['/', '\\']).any(|seg| seg == "..") {
+                return Err(KeyError::Traversal);
+            }
+            let lower = key.to_ascii_lowercase();
+            if ["..%2f", "..%5c", "%2e%2e"]
+                .iter()
+                .any(|p| lower.contains(p))
+            {
+                return Err(KeyError::Traversal);
+            }
+            if key.starts_with(char::is_whitespace) || key.ends_with(char::is_whitespace) {
+                return Err(KeyError::EdgeWhitespace);
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        #[test]
+        fn one_pass_key_rules_match_the_plain_ones(
+            key in r"[a./\\%2eEfFcC5 \x00\x1f\x7f\u{85}\u{a0}\u{200b}é😀]{0,12}",
+            prefix in proptest::bool::ANY,
+            strict in proptest::bool::ANY,
+        ) {
+            let usage = if prefix { KeyUse::Prefix } else { KeyUse::Single };
+            let rules = if strict { KeyRules::Consul122 } else { KeyRules::default() };
+            proptest::prop_assert_eq!(
+                validate_key(&key, usage, rules),
+                plain_rules(&key, usage, rules)
+            );
+        }
+    }
 
     #[test]
     fn go_escaped_path_table() {

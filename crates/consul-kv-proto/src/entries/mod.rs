@@ -77,18 +77,6 @@ fn attach(pairs: &mut [KvPair], values: Vec<u8>, ranges: Vec<Option<Range<usize>
     }
 }
 
-/// The value of a single parsed entry, from its own decode buffer, shrunk to fit (a streamed
-/// entry may be held long after its neighbours are gone).
-fn one_value(mut values: Vec<u8>, range: Option<Range<usize>>) -> Option<Bytes> {
-    let r = range?;
-    if r.is_empty() {
-        return Some(Bytes::new());
-    }
-    values.truncate(r.end);
-    values.drain(..r.start);
-    Some(Bytes::from(values.into_boxed_slice()))
-}
-
 /// Parses one `DirEntry` object (an element of a list answer), decoding its value into its
 /// own exact-size buffer.
 ///
@@ -488,6 +476,12 @@ mod tests {
         assert_eq!(fast[2].value.as_deref(), Some(&b""[..]));
         assert_eq!(fast[3].value.as_deref(), Some(&b"ab"[..]));
         assert_eq!(fast[3].flags, u64::MAX);
+        // The values share one allocation: "hello", then "" (no buffer), then "ab".
+        let (a, d) = (
+            fast[0].value.as_ref().unwrap(),
+            fast[3].value.as_ref().unwrap(),
+        );
+        assert_eq!(start_distance(a, d), 5);
         let one = scan::one(br#" {"Key":"k","Value":"dGVzdA=="} "#).unwrap();
         assert_eq!(one.value.as_deref(), Some(&b"test"[..]));
         assert_eq!(scan::list(b"[]"), Some(Vec::new()));

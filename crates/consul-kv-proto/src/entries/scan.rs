@@ -12,7 +12,7 @@
 //! always what the serde path would have returned; the property test
 //! `scan_agrees_with_serde` in `mod.rs` holds it to that.
 
-use std::ops::Range;
+use bytes::{Bytes, BytesMut};
 
 use crate::kv::KvPair;
 use crate::session::SessionId;
@@ -37,16 +37,15 @@ pub(super) fn list(body: &[u8]) -> Option<Vec<KvPair>> {
     // one allocation, never grown.
     let mut values = Values::for_input(body);
     // A typical entry is a few hundred bytes; a low guess, grown when short.
-    let mut pairs: Vec<KvPair> = Vec::with_capacity(body.len() / 512);
-    let mut ranges: Vec<Option<Range<usize>>> = Vec::with_capacity(body.len() / 512);
+    let mut pairs: Vec<KvPair> = Vec::with_capacity(body.len() / 512 + 1);
     s.ws();
     s.eat(b'[')?;
     s.ws();
     if !s.eat_if(b']') {
         loop {
-            let (pair, range) = s.entry(&mut values)?;
+            let (mut pair, len) = s.entry(&mut values)?;
+            pair.value = len.map(|n| values.take(n));
             pairs.push(pair);
-            ranges.push(range);
             s.ws();
             match s.next()? {
                 b',' => s.ws(),
@@ -59,7 +58,6 @@ pub(super) fn list(body: &[u8]) -> Option<Vec<KvPair>> {
     if s.i != body.len() {
         return None;
     }
-    super::attach(&mut pairs, values.into_vec(), ranges);
     Some(pairs)
 }
 
@@ -69,33 +67,37 @@ pub(super) fn one(element: &[u8]) -> Option<KvPair> {
     let mut s = Scanner { b: element, i: 0 };
     let mut values = Values::for_input(element);
     s.ws();
-    let (mut pair, range) = s.entry(&mut values)?;
+    let (mut pair, len) = s.entry(&mut values)?;
     s.ws();
     if s.i != element.len() {
         return None;
     }
-    pair.value = super::one_value(values.into_vec(), range);
+    // An exact-size copy: a streamed entry may be held long after its neighbours are gone.
+    pair.value = len.map(|n| Bytes::copy_from_slice(&values.rest[..n]));
     Some(pair)
 }
 
-/// The decoded values of one answer: a buffer sized once to bound them all (3/4 of the
-/// input, plus slack for the decoder's whole-word writes), and how much of it is used.
+/// Where the values of one answer are decoded: one zeroed buffer sized once to bound them all
+/// (3/4 of the input, plus slack for the decoder's whole-word writes). Each value is decoded
+/// at its front and split off as a [`Bytes`] that shares the one allocation.
 struct Values {
-    buf: Vec<u8>,
-    len: usize,
+    rest: BytesMut,
 }
 
 impl Values {
     fn for_input(input: &[u8]) -> Self {
         Self {
-            buf: vec![0; input.len() / 4 * 3 + 8],
-            len: 0,
+            rest: BytesMut::zeroed(input.len() / 4 * 3 + 8),
         }
     }
 
-    fn into_vec(mut self) -> Vec<u8> {
-        self.buf.truncate(self.len);
-        self.buf
+    /// The `len` bytes just decoded at the front, as their own `Bytes`.
+    fn take(&mut self, len: usize) -> Bytes {
+        if len == 0 {
+            Bytes::new()
+        } else {
+            self.rest.split_to(len).freeze()
+        }
     }
 }
 
@@ -198,15 +200,15 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A base64 value, decoded onto the end of `out` in the pass that finds its closing quote.
+    /// A base64 value, decoded at the front of `out` in the pass that finds its closing quote;
+    /// its decoded length.
     /// Only canonical padded base64 is taken (what Consul sends and the serde path's decoder
     /// requires); anything else goes to the serde path, which reports it.
-    fn base64(&mut self, out: &mut Values) -> Option<Range<usize>> {
+    fn base64(&mut self, out: &mut Values) -> Option<usize> {
         self.eat(b'"')?;
-        let start = out.len;
         let b = self.b;
         let mut i = self.i;
-        let mut o = out.len;
+        let mut o = 0;
         // Eight symbols (six bytes) a step; stops at the closing quote, padding, or anything
         // else. The whole eight bytes are written and the last two overwritten next step.
         while let Some(group) = b.get(i..i + 8) {
@@ -219,7 +221,7 @@ impl<'a> Scanner<'a> {
             if bad & 0x80 != 0 {
                 break;
             }
-            out.buf
+            out.rest
                 .get_mut(o..o + 8)?
                 .copy_from_slice(&(n << 16).to_be_bytes());
             o += 6;
@@ -233,7 +235,7 @@ impl<'a> Scanner<'a> {
                     | u32::from(v[1]) << 12
                     | u32::from(v[2]) << 6
                     | u32::from(v[3]);
-                out.buf
+                out.rest
                     .get_mut(o..o + 4)?
                     .copy_from_slice(&(n << 8).to_be_bytes());
                 o += 3;
@@ -255,14 +257,14 @@ impl<'a> Scanner<'a> {
                 if bb & 0x0F != 0 {
                     return None;
                 }
-                *out.buf.get_mut(o)? = first;
+                *out.rest.get_mut(o)? = first;
                 o += 1;
             } else {
                 let c = DECODE[usize::from(c2)];
                 if c & 0x80 != 0 || c & 0x03 != 0 {
                     return None;
                 }
-                out.buf
+                out.rest
                     .get_mut(o..o + 2)?
                     .copy_from_slice(&[first, bb << 4 | c >> 2]);
                 o += 2;
@@ -273,12 +275,12 @@ impl<'a> Scanner<'a> {
             }
         }
         self.i = i + 1;
-        out.len = o;
-        Some(start..o)
+        Some(o)
     }
 
-    /// One entry object; its value (if any) decoded onto `values`.
-    fn entry(&mut self, values: &mut Values) -> Option<(KvPair, Option<Range<usize>>)> {
+    /// One entry object, and the decoded length of its value (left at the front of
+    /// `values`; `None` for a null or absent value).
+    fn entry(&mut self, values: &mut Values) -> Option<(KvPair, Option<usize>)> {
         const KEY: u8 = 1;
         const VALUE: u8 = 2;
         const FLAGS: u8 = 4;
@@ -290,7 +292,7 @@ impl<'a> Scanner<'a> {
         self.ws();
         let mut seen = Seen::default();
         let mut key = None;
-        let mut range = None;
+        let mut len = None;
         let mut session = None;
         let (mut flags, mut lock_index, mut create_index, mut modify_index) = (0, 0, 0, 0);
         if !self.eat_if(b'}') {
@@ -307,7 +309,7 @@ impl<'a> Scanner<'a> {
                     b"Value" => {
                         seen.first(VALUE)?;
                         if !self.literal(b"null") {
-                            range = Some(self.base64(values)?);
+                            len = Some(self.base64(values)?);
                         }
                     }
                     b"Flags" => {
@@ -355,7 +357,7 @@ impl<'a> Scanner<'a> {
                 lock_index,
                 session,
             },
-            range,
+            len,
         ))
     }
 }
