@@ -600,8 +600,11 @@ impl Report {
                     "- Sequential get against the fixed server: consul-kv {} vs the floor {} \
                      (p50), {:+.1} µs per call. Proto's share, from the micro benchmarks: \
                      build + parse {} against the floor's serde parse {} ({:+.2} µs). The \
-                     rest is the executor: the call deadline (a timer), the connection-cap \
-                     permit, retry bookkeeping, the tracing span, the facade's boxed future.",
+                     rest is the executor: the call deadline (a timer entry), the connection-cap \
+                     permit, retry bookkeeping, per-connection byte counters (they tell a \
+                     stale pooled connection from one that carried the request), and the \
+                     facade's boxed future (`IntoFuture` needs a type it can name); no \
+                     tracing span is built when no subscriber listens.",
                     fmt_us(us),
                     fmt_us(floor),
                     us - floor,
