@@ -264,9 +264,6 @@ impl HyperClient {
     ) -> Result<T, Error> {
         // Built once; a retry (rare) builds it again rather than every call cloning it.
         let mut first = Some(op.build(&self.inner.cx)?);
-        let secret = first
-            .as_ref()
-            .and_then(|r| r.headers().get(TOKEN_HEADER).cloned());
         let safe = op.kind().is_safe_to_repeat();
         let deadline = opts.timeout.unwrap_or_else(|| self.deadline_for(op));
         let policy = opts.retry.as_ref().unwrap_or(&self.inner.retry);
@@ -299,7 +296,13 @@ impl HyperClient {
                 Ok(head) => match finish(head) {
                     Ok(out) => return Ok(out),
                     Err(mut e) => {
-                        if let Some(s) = secret.as_ref().and_then(|v| v.to_str().ok()) {
+                        // The token this request carried (rebuilt: rare, and no call
+                        // keeps a copy of its secret just in case).
+                        let secret = op.build(&self.inner.cx).ok().and_then(|r| {
+                            r.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec())
+                        });
+                        if let Some(s) = secret.as_deref().and_then(|v| std::str::from_utf8(v).ok())
+                        {
                             e.redact(s);
                         }
                         let rejected = e.is_rejected_before_apply();

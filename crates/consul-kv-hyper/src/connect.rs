@@ -330,9 +330,12 @@ impl Tracked {
         }
     }
 
-    /// Called before every write: at a request boundary, starts a new request's counters and,
-    /// on a reused connection, checks that the server has not closed it.
-    fn before_write(&mut self) -> io::Result<()> {
+    /// Called before every write with the first bytes to be written: at a request boundary,
+    /// starts a new request's counters and, on a reused connection, checks that the server has
+    /// not closed it. The check (a `peek` system call) is skipped for `GET` and `HEAD`: a read
+    /// that meets a closed connection fails with nothing received and is repeated at once on a
+    /// new one, so only a write needs to know before it sends.
+    fn before_write(&mut self, head: &[u8]) -> io::Result<()> {
         if self.at_request_boundary {
             self.at_request_boundary = false;
             self.stats.req_written.store(0, Ordering::SeqCst);
@@ -344,7 +347,7 @@ impl Tracked {
                     "the connection was dropped after a failed response",
                 ));
             }
-            if n > 1 {
+            if n > 1 && !(head.starts_with(b"GET ") || head.starts_with(b"HEAD ")) {
                 self.inner.idle_check()?;
             }
         }
@@ -385,7 +388,7 @@ impl AsyncWrite for Tracked {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Err(e) = this.before_write() {
+        if let Err(e) = this.before_write(buf) {
             return Poll::Ready(Err(e));
         }
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
@@ -399,7 +402,11 @@ impl AsyncWrite for Tracked {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Err(e) = this.before_write() {
+        let head = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if let Err(e) = this.before_write(head) {
             return Poll::Ready(Err(e));
         }
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
@@ -476,6 +483,43 @@ mod tests {
             1,
             "the permit is freed with the connection"
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_skips_the_idle_check_and_counts_as_unanswered() {
+        let (mut c, mut s, _sem) = pair().await;
+        // The server reads each request whole: unread bytes would turn its close into a reset.
+        let put = b"PUT /a HTTP/1.1\r\n\r\n";
+        c.write_all(put).await.unwrap();
+        s.read_exact(&mut vec![0; put.len()]).await.unwrap();
+        let mut b = [0u8; 1];
+        s.write_all(b"r").await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
+        c.stats.complete();
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // No peek for a GET: it is written, and with nothing received the executor treats
+        // the connection as stale and repeats the read on a new one.
+        let _ = c.write_all(b"GET /a HTTP/1.1\r\n\r\n").await;
+        let t = c.stats.trace();
+        assert!(t.reused && t.nothing_received, "{t:?}");
+        // A write is still checked first, and refused with nothing sent.
+        c.stats.complete();
+        let (mut c2, mut s2, _sem2) = pair().await;
+        let get = b"GET /b HTTP/1.1\r\n\r\n";
+        c2.write_all(get).await.unwrap();
+        s2.read_exact(&mut vec![0; get.len()]).await.unwrap();
+        s2.write_all(b"r").await.unwrap();
+        c2.read_exact(&mut b).await.unwrap();
+        c2.stats.complete();
+        drop(s2);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let err = c2
+            .write_all(b"DELETE /b HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+        assert!(c2.stats.trace().nothing_sent);
     }
 
     #[tokio::test]
