@@ -312,21 +312,13 @@ impl<'a> Scanner<'a> {
                             len = Some(self.base64(values)?);
                         }
                     }
-                    b"Flags" => {
-                        seen.first(FLAGS)?;
-                        flags = self.uint()?;
-                    }
-                    b"LockIndex" => {
-                        seen.first(LOCK)?;
-                        lock_index = self.uint()?;
-                    }
+                    b"Flags" => flags = seen.first(FLAGS).and_then(|()| self.uint())?,
+                    b"LockIndex" => lock_index = seen.first(LOCK).and_then(|()| self.uint())?,
                     b"CreateIndex" => {
-                        seen.first(CREATE)?;
-                        create_index = self.uint()?;
+                        create_index = seen.first(CREATE).and_then(|()| self.uint())?;
                     }
                     b"ModifyIndex" => {
-                        seen.first(MODIFY)?;
-                        modify_index = self.uint()?;
+                        modify_index = seen.first(MODIFY).and_then(|()| self.uint())?;
                     }
                     b"Session" => {
                         seen.first(SESSION)?;
