@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use consul_kv::proto::kv::ListItems;
 use consul_kv::proto::Operation as _;
-use consul_kv::{Consistency, SessionLost};
+use consul_kv::{Consistency, SessionLost, WatchOptions};
 use consul_kv_devserver::{DevServer, Jitter};
 use consul_kv_tests::proxy::{Fault, FaultProxy};
 use consul_kv_tests::workloads::cas_increment;
@@ -286,8 +286,13 @@ async fn r20_leader_loss_drill_during_cas_counter_and_watchers() {
     } else {
         Duration::from_secs(2)
     };
-    // Watchers of the counter.
+    // Watchers of the counter. Their error backoff is capped at 1 s: with the default cap
+    // (30 s, doubling from 200 ms) a watcher that failed all through a 10 s outage may sleep up
+    // to 6.4 s after the leader is back, by design (it spares a recovering cluster); a
+    // service that wants to follow an election closely sets a lower cap, as here.
     let watchers = size(4, 16);
+    let watch_options =
+        WatchOptions::default().backoff(Duration::from_millis(100), Duration::from_secs(1));
     let finals: Arc<Vec<std::sync::Mutex<Vec<u8>>>> = Arc::new(
         (0..watchers)
             .map(|_| std::sync::Mutex::new(Vec::new()))
@@ -295,9 +300,9 @@ async fn r20_leader_loss_drill_during_cas_counter_and_watchers() {
     );
     let mut watch_tasks = Vec::new();
     for w in 0..watchers {
-        let (c, finals) = (c.clone(), finals.clone());
+        let (c, finals, watch_options) = (c.clone(), finals.clone(), watch_options.clone());
         watch_tasks.push(tokio::spawn(async move {
-            let mut watch = c.kv().watch("r20/counter");
+            let mut watch = c.kv().watch("r20/counter").options(watch_options);
             while let Some(item) = watch.next().await {
                 if let Ok(Some(k)) = item {
                     *finals[w].lock().unwrap() = k.bytes().to_vec();
