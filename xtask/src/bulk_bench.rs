@@ -14,8 +14,8 @@
 //! `PUT` per key on real Consul.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Instant;
 
 use crate::agent::Agent;
@@ -50,12 +50,6 @@ fn parse(line: &str) -> Option<Line> {
     })
 }
 
-fn niced(program: &Path) -> Command {
-    let mut c = Command::new("nice");
-    c.arg("-n").arg("10").arg(program);
-    c
-}
-
 fn start_agent(bin: &Path, data_dir: Option<&Path>) -> Result<(Agent, String)> {
     let (agent, addr) = crate::agent::start(bin, "bench-bulk", data_dir)?;
     Ok((agent, format!("http://{addr}")))
@@ -68,7 +62,7 @@ fn run_bulk(
     size: &str,
     consul: Option<&Path>,
 ) -> Result<Vec<Line>> {
-    let mut cmd = niced(bench);
+    let mut cmd = crate::bench::build::niced(bench);
     cmd.args([
         "bulk",
         "--target",
@@ -116,28 +110,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
         }
     }
     let started = Instant::now();
-    let cargo = crate::cargo();
-    eprintln!("bench bulk: cargo build --release --locked -p consul-kv-bench");
-    let st = Command::new("nice")
-        .args([
-            "-n",
-            "10",
-            &cargo,
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "consul-kv-bench",
-        ])
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("cargo: {e}"))?;
-    if !st.success() {
-        return Err(format!("cargo build --release -p consul-kv-bench: {st}"));
-    }
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let bench = target_dir.join("release").join("consul-kv-bench");
+    let bench = crate::bench::build::build_release(root, "consul-kv-bench", "consul-kv-bench")?;
+    let target_dir = crate::bench::build::target_dir(root);
     let consul = Some(crate::consul::binary_path()).filter(|p| p.is_file());
 
     let mut sections: Vec<(String, Vec<Line>)> = Vec::new();

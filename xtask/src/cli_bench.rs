@@ -29,7 +29,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -49,8 +49,8 @@ fn start_agent(bin: &Path, data_dir: Option<&Path>) -> Result<(Agent, SocketAddr
 /// Runs `program args` (niced) against `addr`; returns (seconds, stdout). Fails on a non-zero
 /// exit.
 fn timed(program: &Path, args: &[&str], addr: SocketAddr) -> Result<(f64, Vec<u8>)> {
-    let mut cmd = Command::new("nice");
-    cmd.arg("-n").arg("10").arg(program).args(args);
+    let mut cmd = crate::bench::build::niced(program);
+    cmd.args(args);
     cmd.env("CONSUL_HTTP_ADDR", addr.to_string())
         .env_remove("CONSUL_HTTP_TOKEN")
         .stdin(Stdio::null())
@@ -355,28 +355,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
         );
     }
     let started = Instant::now();
-    let cargo = crate::cargo();
-    eprintln!("bench cli: cargo build --release --locked -p consul-kv-cli");
-    let st = Command::new("nice")
-        .args([
-            "-n",
-            "10",
-            &cargo,
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "consul-kv-cli",
-        ])
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("cargo: {e}"))?;
-    if !st.success() {
-        return Err(format!("cargo build --release -p consul-kv-cli: {st}"));
-    }
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let ours = target_dir.join("release").join("consul-kv");
+    let ours = crate::bench::build::build_release(root, "consul-kv-cli", "consul-kv")?;
+    let target_dir = crate::bench::build::target_dir(root);
     let out_dir = target_dir.join("bench");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let import_file = out_dir.join("cli-import.json");

@@ -32,7 +32,7 @@ impl Contender {
     }
 }
 
-pub(super) fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => root.join(d),
         None => root.join("target"),
@@ -41,17 +41,22 @@ pub(super) fn target_dir(root: &Path) -> PathBuf {
 
 /// Builds `consul-kv-bench` (release) and returns the binary's path.
 pub(super) fn build_bench_binary(root: &Path) -> Result<PathBuf, String> {
+    build_release(root, "consul-kv-bench", "consul-kv-bench")
+}
+
+/// Builds `package` (release, niced) and returns the path of its binary `bin`.
+pub(crate) fn build_release(root: &Path, package: &str, bin: &str) -> Result<PathBuf, String> {
     status(
-        niced(&crate::cargo()).current_dir(root).args([
+        niced(crate::cargo()).current_dir(root).args([
             "build",
             "--release",
             "--locked",
             "-p",
-            "consul-kv-bench",
+            package,
         ]),
-        "cargo build --release -p consul-kv-bench",
+        &format!("cargo build --release -p {package}"),
     )?;
-    Ok(bench_binary(root))
+    Ok(target_dir(root).join("release").join(bin))
 }
 
 pub(super) fn bench_binary(root: &Path) -> PathBuf {
@@ -59,7 +64,7 @@ pub(super) fn bench_binary(root: &Path) -> PathBuf {
 }
 
 /// `nice -n 10 <program>` where `nice` exists: builds share the machine.
-pub(super) fn niced(program: &str) -> Command {
+pub(crate) fn niced(program: impl AsRef<std::ffi::OsStr>) -> Command {
     if Command::new("nice")
         .arg("true")
         .stdout(Stdio::null())
@@ -68,7 +73,7 @@ pub(super) fn niced(program: &str) -> Command {
         .is_ok_and(|s| s.success())
     {
         let mut c = Command::new("nice");
-        c.args(["-n", "10", program]);
+        c.args(["-n", "10"]).arg(program);
         c
     } else {
         Command::new(program)

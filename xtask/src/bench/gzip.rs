@@ -39,7 +39,7 @@ pub(super) fn run(root: &Path) -> Result<(), String> {
     println!("| server | plain p50 (min) | gzip p50 (min) | plain body | gzip body |");
     println!("|---|---:|---:|---:|---:|");
     for (name, url) in targets {
-        let mut cmd = niced(&bin.to_string_lossy());
+        let mut cmd = niced(&bin);
         cmd.args(["gzip", "--rounds", "30"]);
         if let Some(u) = &url {
             cmd.args(["--target", u]);

@@ -30,7 +30,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod build;
+pub(crate) mod build;
 mod cases;
 mod chart;
 mod gzip;
@@ -272,7 +272,7 @@ fn devserver_bench(root: &Path) -> Result<(), String> {
     }
     for ex in examples {
         status(
-            niced(&crate::cargo()).current_dir(root).args([
+            niced(crate::cargo()).current_dir(root).args([
                 "run",
                 "--release",
                 "--locked",

@@ -32,7 +32,7 @@ pub(super) fn run(root: &Path) -> Result<(), String> {
             "bench watch: {subscribers} subscribers, {}",
             if shared { "shared" } else { "not shared" }
         );
-        let out = niced(&bin.display().to_string())
+        let out = niced(&bin)
             .args([
                 "watch-fanout",
                 "--target",
