@@ -54,6 +54,24 @@ impl<R: PartialEq, T: PartialEq> Last<R, T> {
     }
 }
 
+impl<R: PartialEq, T: PartialEq + Clone> Last<R, T> {
+    /// Records a new raw input and what it decoded to; the item to yield, or `None` when the
+    /// decoded value equals the one last yielded.
+    fn record(&mut self, raw: R, decoded: Result<T, WatchError>) -> Option<Result<T, WatchError>> {
+        match decoded {
+            Ok(v) => {
+                let changed = !self.same_value(&v);
+                *self = Self::Value(raw, v.clone());
+                changed.then_some(Ok(v))
+            }
+            Err(e) => {
+                *self = Self::Error(raw);
+                Some(Err(e))
+            }
+        }
+    }
+}
+
 /// A [`Stream`] of one key's value decoded from JSON, from [`Kv::watch_json`].
 ///
 /// **What it yields, exactly:** `Ok(Some(value))` first with the current value (`Ok(None)`
@@ -243,19 +261,8 @@ where
                     .map_err(|e| decode_error(&k.key, e)),
                 _ => Ok(None),
             };
-            match decoded {
-                Ok(v) => {
-                    if this.last.same_value(&v) {
-                        this.last = Last::Value(raw, v);
-                        continue;
-                    }
-                    this.last = Last::Value(raw, v.clone());
-                    return Poll::Ready(Some(Ok(v)));
-                }
-                Err(e) => {
-                    this.last = Last::Error(raw);
-                    return Poll::Ready(Some(Err(e)));
-                }
+            if let Some(item) = this.last.record(raw, decoded) {
+                return Poll::Ready(Some(item));
             }
         }
     }
@@ -292,19 +299,8 @@ where
                 };
                 decode_error(&key, e)
             });
-            match decoded {
-                Ok(v) => {
-                    if this.last.same_value(&v) {
-                        this.last = Last::Value(raw, v);
-                        continue;
-                    }
-                    this.last = Last::Value(raw, v.clone());
-                    return Poll::Ready(Some(Ok(v)));
-                }
-                Err(e) => {
-                    this.last = Last::Error(raw);
-                    return Poll::Ready(Some(Err(e)));
-                }
+            if let Some(item) = this.last.record(raw, decoded) {
+                return Poll::Ready(Some(item));
             }
         }
     }
