@@ -77,6 +77,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--flag value` pairs, in order; a flag without its value is an error.
+fn flag_pairs(args: &[String]) -> Result<Vec<(&str, &str)>, String> {
+    args.chunks(2)
+        .map(|pair| match pair {
+            [flag, value] => Ok((flag.as_str(), value.as_str())),
+            _ => Err(format!("{} needs a value", pair[0])),
+        })
+        .collect()
+}
+
+/// A flag's value as a count.
+fn number(flag: &str, v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .map_err(|_| format!("{flag}: {v:?} is not a number"))
+}
+
 /// Named flag values that are not part of the dataset.
 type Extra<'a> = Vec<(&'a str, &'a str)>;
 
@@ -84,19 +100,13 @@ type Extra<'a> = Vec<(&'a str, &'a str)>;
 fn flags<'a>(args: &'a [String], extra: &[&str]) -> Result<(Dataset, Extra<'a>), String> {
     let mut data = Dataset::default();
     let mut rest = Vec::new();
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            return Err(format!("{} needs a value", pair[0]));
-        };
-        let num = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
+    for (flag, value) in flag_pairs(args)? {
+        let num = |v: &str| number(flag, v);
+        match flag {
             "--keys" => data.keys = num(value)?,
             "--value-size" => data.value_size = num(value)?,
-            "--prefix" => data.prefix.clone_from(value),
-            f if extra.contains(&f) => rest.push((f, value.as_str())),
+            "--prefix" => value.clone_into(&mut data.prefix),
+            f if extra.contains(&f) => rest.push((f, value)),
             f => return Err(format!("unknown flag {f:?}\n\n{HELP}")),
         }
     }
@@ -229,22 +239,16 @@ fn watch_fanout(args: &[String]) -> Result<(), String> {
         writes: 50,
         interval: Duration::from_millis(50),
     };
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            return Err(format!("{} needs a value", pair[0]));
-        };
-        let num = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--target" => cfg.target.clone_from(value),
+    for (flag, value) in flag_pairs(args)? {
+        let num = |v: &str| number(flag, v);
+        match flag {
+            "--target" => value.clone_into(&mut cfg.target),
             "--subscribers" => cfg.subscribers = num(value)?,
             "--keys" => cfg.keys = num(value)?.max(1),
             "--writes" => cfg.writes = num(value)?,
             "--interval-ms" => cfg.interval = Duration::from_millis(num(value)? as u64),
             "--shared" => {
-                cfg.shared = match value.as_str() {
+                cfg.shared = match value {
                     "yes" | "true" => true,
                     "no" | "false" => false,
                     v => return Err(format!("--shared: {v:?} is not yes or no")),
@@ -326,19 +330,13 @@ fn run_tree(args: &[String]) -> Result<(), String> {
         rounds: 3,
     };
     let mut target = None;
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            return Err(format!("{} needs a value", pair[0]));
-        };
-        let num = |v: &str| {
-            v.parse::<usize>()
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
+    for (flag, value) in flag_pairs(args)? {
+        let num = |v: &str| number(flag, v);
+        match flag {
             "--keys" => p.keys = num(value)?,
             "--value-size" => p.value_size = num(value)?,
             "--rounds" => p.rounds = num(value)?,
-            "--target" => target = Some(value.clone()),
+            "--target" => target = Some(value.to_owned()),
             f => return Err(format!("unknown flag {f:?}\n\n{HELP}")),
         }
     }
