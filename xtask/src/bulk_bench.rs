@@ -155,7 +155,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
         md,
         "## Bulk writes\n\n`cargo xtask bench bulk --keys {keys} --value-size {size}`: {keys} keys of {size} B, \
          median of 3 runs per method, sequential; load average at the end {}.\n",
-        load_average()
+        crate::bench::machine::load_average()
     );
     let _ = writeln!(
         md,
@@ -210,11 +210,4 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
     println!("{md}");
     eprintln!("bench bulk: wrote {}", path.display());
     Ok(())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -410,7 +410,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
          disk, on free loopback ports; one process at a time, every command under `nice -n 10`, \
          imports and floors the median of {import_runs} runs; load average at the end {}.\n",
         crate::consul::CONSUL_VERSION,
-        load_average()
+        crate::bench::machine::load_average()
     );
     let _ = writeln!(
         md,
@@ -498,11 +498,4 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result {
         return Err("consul-kv export differs from consul kv export".into());
     }
     Ok(())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -30,12 +30,7 @@ impl Machine {
             .find_map(|l| l.strip_prefix("MemTotal:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or_else(String::new, |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0));
-        let load = std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let load = load_average();
         Self {
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu,
@@ -74,6 +69,14 @@ pub(super) fn today() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The 1, 5 and 15 minute load averages as `/proc/loadavg` gives them, or `unknown`.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]

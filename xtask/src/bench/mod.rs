@@ -34,7 +34,7 @@ pub(crate) mod build;
 mod cases;
 mod chart;
 mod gzip;
-mod machine;
+pub(crate) mod machine;
 mod readme;
 mod report;
 mod run;
