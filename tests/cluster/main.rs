@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use consul_kv::{Client, RetryPolicy};
 use consul_kv_tests::consul::{binary, ConsulCluster};
-use consul_kv_tests::workloads::cas_increment;
+use consul_kv_tests::workloads::{cas_increment, read_counter};
 
 const CALL_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -179,13 +179,7 @@ async fn leader_failover_during_cas_counter_and_watches() {
     let took = start.elapsed();
 
     // Exact count and one chain.
-    let counter: u64 = c
-        .kv()
-        .get("cluster/counter")
-        .await
-        .unwrap()
-        .and_then(|k| k.as_str().and_then(|s| s.parse().ok()))
-        .unwrap();
+    let counter = read_counter(&c, "cluster").await.unwrap();
     claimed.sort_unstable();
     let chain_ok = claimed == (1..=total).collect::<Vec<_>>();
     let log = c.kv().items("cluster/log/").await.unwrap();

@@ -11,23 +11,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use consul_kv::{Change, Changes, WatchOptions};
+use consul_kv::{Changes, WatchOptions};
 use consul_kv_devserver::DevServer;
 
 use crate::{client, figure, size, EXCLUSIVE};
 
-fn describe(c: &Change) -> String {
-    match c {
-        Change::Added(p) => format!("+{}={}", p.key, String::from_utf8_lossy(p.value_bytes())),
-        Change::Modified { old, new } => format!(
-            "~{}={}>{}",
-            new.key,
-            String::from_utf8_lossy(old.value_bytes()),
-            String::from_utf8_lossy(new.value_bytes())
-        ),
-        Change::Deleted(p) => format!("-{}", p.key),
-    }
-}
+use consul_kv_tests::workloads::describe_change as describe;
 
 /// The events a move from `old` to `new` must yield, as `describe` writes them, sorted.
 fn expected(old: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> Vec<String> {

@@ -8,6 +8,7 @@ use consul_kv::KvPair;
 use consul_kv_tests::proxy::{Fault, FaultProxy};
 
 use crate::{client, devserver, figure, size};
+use consul_kv_tests::workloads::read_counter;
 
 fn increment(current: Option<&KvPair>) -> Option<Bytes> {
     let n: u64 = current
@@ -51,12 +52,8 @@ async fn r21_update_counter_from_32_updaters_ends_exact() {
     let took = start.elapsed();
     proxy.clear();
     let total = (tasks * each) as u64;
-    let counter: u64 = client(&server.http_addr())
-        .kv()
-        .get("r21/counter")
+    let counter = read_counter(&client(&server.http_addr()), "r21")
         .await
-        .unwrap()
-        .and_then(|k| k.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or(0);
     figure(
         &format!("R21 kv.update counter {tasks}×{each}, 10% refused-before-apply faults"),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use consul_kv_devserver::DevServer;
 use consul_kv_tests::proxy::{Fault, FaultProxy};
-use consul_kv_tests::workloads::cas_increment;
+use consul_kv_tests::workloads::{cas_increment, read_counter};
 
 use crate::{client, devserver, figure, size, EXCLUSIVE};
 
@@ -53,13 +53,7 @@ async fn r1_cas_counter_through_random_faults_loses_nothing() {
     proxy.clear();
     let total = (tasks * each) as u64;
     let clean = client(&server.http_addr());
-    let counter: u64 = clean
-        .kv()
-        .get("r1/counter")
-        .await
-        .unwrap()
-        .and_then(|k| k.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0);
+    let counter = read_counter(&clean, "r1").await.unwrap_or(0);
     // The chain: every value 1..=total was produced exactly once, by the writer who claimed it.
     let log = clean.kv().items("r1/log/").await.unwrap();
     let tokens: HashSet<&[u8]> = log.entries().iter().map(|p| p.value_bytes()).collect();

@@ -13,7 +13,7 @@ use consul_kv::proto::Operation as _;
 use consul_kv::{Consistency, SessionLost, WatchOptions};
 use consul_kv_devserver::{DevServer, Jitter};
 use consul_kv_tests::proxy::{Fault, FaultProxy};
-use consul_kv_tests::workloads::cas_increment;
+use consul_kv_tests::workloads::{cas_increment, read_counter};
 
 use crate::{client, devserver, figure, size};
 
@@ -338,13 +338,7 @@ async fn r20_leader_loss_drill_during_cas_counter_and_watchers() {
     }
     let took = start.elapsed();
     let total = (tasks * each) as u64;
-    let counter: u64 = c
-        .kv()
-        .get("r20/counter")
-        .await
-        .unwrap()
-        .and_then(|k| k.as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or(0);
+    let counter = read_counter(&c, "r20").await.unwrap_or(0);
     let log = c.kv().items("r20/log/").await.unwrap();
     // Watchers converge on the final value after the recovery.
     let want = total.to_string().into_bytes();

@@ -59,3 +59,32 @@ pub async fn cas_increment(c: &Client, prefix: &str, token: &str) -> (u64, u32) 
         }
     }
 }
+
+/// The number `<prefix>/counter` holds now (a default read), or `None` when the key is missing
+/// or holds no number.
+///
+/// # Panics
+/// When the read fails: the suites read the counter only once the server is healthy again.
+pub async fn read_counter(c: &Client, prefix: &str) -> Option<u64> {
+    c.kv()
+        .get(format!("{prefix}/counter"))
+        .await
+        .expect("reading the counter")
+        .and_then(|k| k.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// A change as one short line (`+key=value`, `~key=old>new`, `-key`), for comparing a
+/// stream of changes with the expected one.
+pub fn describe_change(c: &consul_kv::Change) -> String {
+    use consul_kv::Change;
+    match c {
+        Change::Added(p) => format!("+{}={}", p.key, String::from_utf8_lossy(p.value_bytes())),
+        Change::Modified { old, new } => format!(
+            "~{}={}>{}",
+            new.key,
+            String::from_utf8_lossy(old.value_bytes()),
+            String::from_utf8_lossy(new.value_bytes())
+        ),
+        Change::Deleted(p) => format!("-{}", p.key),
+    }
+}

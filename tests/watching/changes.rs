@@ -13,18 +13,7 @@ async fn next(c: &mut Changes) -> Change {
         .expect("the stream goes on")
 }
 
-fn describe(c: &Change) -> String {
-    match c {
-        Change::Added(p) => format!("+{}={}", p.key, String::from_utf8_lossy(p.value_bytes())),
-        Change::Modified { old, new } => format!(
-            "~{}={}>{}",
-            new.key,
-            String::from_utf8_lossy(old.value_bytes()),
-            String::from_utf8_lossy(new.value_bytes())
-        ),
-        Change::Deleted(p) => format!("-{}", p.key),
-    }
-}
+use consul_kv_tests::workloads::describe_change as describe;
 
 #[tokio::test]
 async fn one_update_yields_its_changes_in_key_order_and_identical_writes_yield_nothing() {
