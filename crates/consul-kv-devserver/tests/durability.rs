@@ -245,19 +245,24 @@ async fn sigkill_under_eight_writers_loses_no_acknowledged_write() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A devserver with datacenters `dc1` and `dc2`, kept in `data`.
+async fn start_two_dcs(data: &std::path::Path) -> consul_kv_devserver::DevServerHandle {
+    DevServer::builder()
+        .datacenter("dc1")
+        .datacenter("dc2")
+        .data_file(data)
+        .start()
+        .await
+        .unwrap()
+}
+
 /// A torn or corrupt tail is cut off and reported; what precedes it is intact; every
 /// datacenter, the sessions and the indexes survive; the file is compacted.
 #[tokio::test]
 async fn a_torn_tail_is_cut_and_everything_else_survives() {
     let dir = temp_dir("torn");
     let data = dir.join("state.wal");
-    let s = DevServer::builder()
-        .datacenter("dc1")
-        .datacenter("dc2")
-        .data_file(&data)
-        .start()
-        .await
-        .unwrap();
+    let s = start_two_dcs(&data).await;
     let addr = s.addr().to_string();
     let mut c = Conn::open(&addr).await.unwrap();
     for (uri, body) in [
@@ -298,13 +303,7 @@ async fn a_torn_tail_is_cut_and_everything_else_survives() {
             .unwrap();
     }
     let len_with_tail = std::fs::metadata(&data).unwrap().len();
-    let s = DevServer::builder()
-        .datacenter("dc1")
-        .datacenter("dc2")
-        .data_file(&data)
-        .start()
-        .await
-        .unwrap();
+    let s = start_two_dcs(&data).await;
     let r = s.recovery().unwrap();
     assert_eq!(r.discarded_bytes, 10, "{r:?}");
     assert!(r.records >= 6, "{r:?}");
