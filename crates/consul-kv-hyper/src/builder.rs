@@ -510,7 +510,7 @@ impl HyperClientBuilder {
             gzip: self.gzip,
             max_error_body: self.max_error_body,
             retry: self.retry,
-            admission: Arc::new(tokio::sync::Semaphore::new(self.max_connections.max(1))),
+            admission: Arc::new(crate::admission::Admission::new(self.max_connections)),
             max_stream_body: self.max_stream_body,
         }))
     }

@@ -1,6 +1,7 @@
 //! [`HyperClient`]: runs [`Operation`]s with deadlines, bounded bodies and safe retries.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use proto::{blocking_deadline, Blocking, Operation, RequestContext, WatchOptions};
 use tracing::Instrument as _;
 
+use crate::admission::{Admission, Ticket};
 use crate::body::read_limited;
 use crate::builder::HyperClientBuilder;
 use crate::connect::{Connector, RequestTrace, StatsHandle};
@@ -35,7 +37,7 @@ pub(crate) struct Inner {
     pub(crate) max_error_body: usize,
     pub(crate) retry: RetryPolicy,
     /// Admission: at most `max_connections` requests in flight; the rest queue (FIFO).
-    pub(crate) admission: Arc<tokio::sync::Semaphore>,
+    pub(crate) admission: Arc<Admission>,
     /// The byte limit of a streamed read ([`HyperClient::stream`]).
     pub(crate) max_stream_body: u64,
 }
@@ -74,6 +76,12 @@ impl fmt::Debug for HyperClient {
     }
 }
 
+/// The options of [`HyperClient::execute`]: the client's.
+static NO_CALL_OPTIONS: CallOptions = CallOptions {
+    timeout: None,
+    retry: None,
+};
+
 /// Per-call settings for [`HyperClient::execute_with`]; unset fields take the client's.
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -107,6 +115,16 @@ enum Sent {
     Maybe,
     /// Yes: the response head arrived (the body then failed).
     Yes,
+}
+
+/// Why an attempt of [`HyperClient::run`] did not produce a result.
+enum Failed {
+    /// The request never left: no attempt can succeed (e.g. it could not be built).
+    Final(Error),
+    /// The answer came, and `finish` refused it (an error status, a body that does not parse).
+    Response(proto::ResponseError),
+    /// No usable answer came.
+    Attempt(Failure),
 }
 
 /// A failed attempt.
@@ -214,8 +232,11 @@ impl HyperClient {
     ///
     /// # Errors
     /// See [`Error`]; the error is the last attempt's.
-    pub async fn execute<O: Operation>(&self, op: &O) -> Result<O::Output, Error> {
-        self.execute_with(op, &CallOptions::default()).await
+    pub fn execute<'a, O: Operation>(
+        &'a self,
+        op: &'a O,
+    ) -> impl Future<Output = Result<O::Output, Error>> + 'a {
+        self.execute_with(op, &NO_CALL_OPTIONS)
     }
 
     /// Like [`execute`](Self::execute), with a per-call deadline or retry policy.
@@ -234,14 +255,13 @@ impl HyperClient {
     ///
     /// # Errors
     /// See [`execute`](Self::execute).
-    pub async fn execute_with<O: Operation>(
-        &self,
-        op: &O,
-        opts: &CallOptions,
-    ) -> Result<O::Output, Error> {
-        self.run(op, opts, false, |head| op.parse(head.into_response()))
-            .await
-            .map_err(|e| self.name_request(op, e))
+    pub fn execute_with<'a, O: Operation>(
+        &'a self,
+        op: &'a O,
+        opts: &'a CallOptions,
+    ) -> impl Future<Output = Result<O::Output, Error>> + 'a {
+        // No async layer of its own: `run` names the request in its errors.
+        self.run(op, opts, false, move |head| op.parse(head.into_response()))
     }
 
     /// Names the request in a call's error. Done only on failure: the request is built again
@@ -254,7 +274,12 @@ impl HyperClient {
     }
 
     /// The retry loop shared by [`execute_with`](Self::execute_with) and streamed reads:
-    /// attempts until `finish` accepts a head, an error is final, or the policy gives up.
+    /// attempts until `finish` accepts a head, an error is final, or the policy gives up. Its
+    /// errors name the request ([`name_request`](Self::name_request)).
+    ///
+    /// The first attempt is the common case and runs here; everything after a failure (the
+    /// stale-connection repeat, the retry decision, backoff, later attempts) is in
+    /// [`recover`](Self::recover), boxed, so that the future every call holds stays small.
     pub(crate) async fn run<O: Operation, T>(
         &self,
         op: &O,
@@ -262,96 +287,157 @@ impl HyperClient {
         stream: bool,
         mut finish: impl FnMut(Head) -> Result<T, proto::ResponseError>,
     ) -> Result<T, Error> {
-        // Built once; a retry (rare) builds it again rather than every call cloning it.
-        let mut first = Some(op.build(&self.inner.cx)?);
-        let safe = op.kind().is_safe_to_repeat();
-        let deadline = opts.timeout.unwrap_or_else(|| self.deadline_for(op));
-        let policy = opts.retry.as_ref().unwrap_or(&self.inner.retry);
+        let spec = AttemptSpec {
+            deadline: opts.timeout.unwrap_or_else(|| self.deadline_for(op)),
+            number: 1,
+            safe: op.kind().is_safe_to_repeat(),
+            stream,
+        };
         let started = Instant::now();
+        let first = self.attempt(op.build(&self.inner.cx)?, spec);
+        let failed = match first.await {
+            Ok(head) => match finish(head) {
+                Ok(out) => return Ok(out),
+                Err(e) => Failed::Response(e),
+            },
+            Err(f) => Failed::Attempt(f),
+        };
+        Box::pin(self.recover(op, opts, spec, started, &mut finish, failed))
+            .await
+            .map_err(|e| self.name_request(op, e))
+    }
+
+    /// After a failed first attempt: the immediate repeat on a new connection when a pooled
+    /// connection turned out to be closed by the server (once per attempt; always when nothing
+    /// was sent, for operations safe to repeat also when it was sent but nothing came back),
+    /// then the retry decision, the backoff and the later attempts.
+    async fn recover<O: Operation, T>(
+        &self,
+        op: &O,
+        opts: &CallOptions,
+        mut spec: AttemptSpec,
+        started: Instant,
+        finish: &mut impl FnMut(Head) -> Result<T, proto::ResponseError>,
+        mut failed: Failed,
+    ) -> Result<T, Error> {
+        let policy = opts.retry.as_ref().unwrap_or(&self.inner.retry);
         // Durations only, saturating: a budget or deadline near `Duration::MAX` must not
         // overflow an `Instant`.
         let budget = policy
             .budget
             .saturating_add(if op.blocking_wait().is_some() {
-                deadline
+                spec.deadline
             } else {
                 Duration::ZERO
             });
         // Seeded (from the process-wide generator) only if a retry needs a backoff.
         let mut rng: Option<fastrand::Rng> = None;
-        let mut attempt: u32 = 0;
         loop {
-            attempt += 1;
-            let req = match first.take() {
-                Some(r) => r,
-                None => op.build(&self.inner.cx)?,
-            };
-            let spec = AttemptSpec {
-                deadline,
-                number: attempt,
-                safe,
-                stream,
-            };
-            let (err, retry_after) = match self.round_trip(op, req, spec).await {
-                Ok(head) => match finish(head) {
-                    Ok(out) => return Ok(out),
-                    Err(mut e) => {
-                        // The token this request carried (rebuilt: rare, and no call
-                        // keeps a copy of its secret just in case).
-                        let secret = op.build(&self.inner.cx).ok().and_then(|r| {
-                            r.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec())
-                        });
-                        if let Some(s) = secret.as_deref().and_then(|v| std::str::from_utf8(v).ok())
-                        {
-                            e.redact(s);
-                        }
-                        let rejected = e.is_rejected_before_apply();
-                        let retry = e.is_retryable() && (safe || rejected);
-                        let ambiguous = !safe && !rejected && e.is_ambiguous();
-                        let retry_after = e.retry_after();
-                        let e = Error::from(e);
-                        if ambiguous {
-                            return Err(Error::outcome_unknown(e));
-                        }
-                        if !retry {
-                            return Err(e);
-                        }
-                        (e, retry_after)
-                    }
-                },
-                Err(f) => {
-                    let retry = match (&f.error, f.sent) {
-                        (Error::Timeout { .. } | Error::BodyTooLarge { .. }, _) => false,
-                        (Error::Transport { .. }, Sent::No) => true,
-                        (Error::Transport { .. }, _) => safe,
-                        _ => false,
+            if let Failed::Attempt(f) = &failed {
+                if f.is_stale_connection() && (f.sent == Sent::No || spec.safe) {
+                    tracing::debug!(error = %f.error, "pooled connection was closed; repeating on a new one");
+                    failed = match self.once(op, spec, finish).await {
+                        Ok(out) => return Ok(out),
+                        Err(f) => f,
                     };
-                    let e = if !safe && f.sent != Sent::No {
-                        Error::outcome_unknown(f.error)
-                    } else {
-                        f.error
-                    };
-                    if !retry {
-                        return Err(e);
-                    }
-                    (e, None)
                 }
-            };
-            if attempt >= policy.max_attempts {
-                tracing::debug!(attempt, "giving up: attempts exhausted");
+            }
+            let (err, retry_after) = self.judge(op, spec.safe, failed)?;
+            if spec.number >= policy.max_attempts {
+                tracing::debug!(attempt = spec.number, "giving up: attempts exhausted");
                 return Err(err);
             }
-            let mut delay = policy.delay(attempt, rng.get_or_insert_with(fastrand::Rng::new));
+            let mut delay = policy.delay(spec.number, rng.get_or_insert_with(fastrand::Rng::new));
             if let Some(ra) = retry_after {
                 delay = delay.max(ra);
             }
             // An absurd `Retry-After` (up to u64::MAX seconds) ends here: it is over budget.
             if started.elapsed().saturating_add(delay) > budget {
-                tracing::debug!(attempt, ?delay, "giving up: retry budget exhausted");
+                tracing::debug!(
+                    attempt = spec.number,
+                    ?delay,
+                    "giving up: retry budget exhausted"
+                );
                 return Err(err);
             }
-            tracing::debug!(attempt, ?delay, error = %err, "retrying");
+            tracing::debug!(attempt = spec.number, ?delay, error = %err, "retrying");
             tokio::time::sleep(delay).await;
+            spec.number += 1;
+            failed = match self.once(op, spec, finish).await {
+                Ok(out) => return Ok(out),
+                Err(f) => f,
+            };
+        }
+    }
+
+    /// One more attempt of `op` (its request built again), finished by `finish`.
+    async fn once<O: Operation, T>(
+        &self,
+        op: &O,
+        spec: AttemptSpec,
+        finish: &mut impl FnMut(Head) -> Result<T, proto::ResponseError>,
+    ) -> Result<T, Failed> {
+        let req = op
+            .build(&self.inner.cx)
+            .map_err(|e| Failed::Final(e.into()))?;
+        match self.attempt(req, spec).await {
+            Ok(head) => finish(head).map_err(Failed::Response),
+            Err(f) => Err(Failed::Attempt(f)),
+        }
+    }
+
+    /// Whether a failure is retried: the error and the server's `Retry-After` if so, the
+    /// final error if not.
+    fn judge<O: Operation>(
+        &self,
+        op: &O,
+        safe: bool,
+        failed: Failed,
+    ) -> Result<(Error, Option<Duration>), Error> {
+        match failed {
+            Failed::Final(e) => Err(e),
+            Failed::Response(mut e) => {
+                // The token this request carried (rebuilt: rare, and no call keeps a copy of
+                // its secret just in case).
+                let secret = op
+                    .build(&self.inner.cx)
+                    .ok()
+                    .and_then(|r| r.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec()));
+                if let Some(s) = secret.as_deref().and_then(|v| std::str::from_utf8(v).ok()) {
+                    e.redact(s);
+                }
+                let rejected = e.is_rejected_before_apply();
+                let retry = e.is_retryable() && (safe || rejected);
+                let ambiguous = !safe && !rejected && e.is_ambiguous();
+                let retry_after = e.retry_after();
+                let e = Error::from(e);
+                if ambiguous {
+                    return Err(Error::outcome_unknown(e));
+                }
+                if retry {
+                    Ok((e, retry_after))
+                } else {
+                    Err(e)
+                }
+            }
+            Failed::Attempt(f) => {
+                let retry = match (&f.error, f.sent) {
+                    (Error::Timeout { .. } | Error::BodyTooLarge { .. }, _) => false,
+                    (Error::Transport { .. }, Sent::No) => true,
+                    (Error::Transport { .. }, _) => safe,
+                    _ => false,
+                };
+                let e = if !safe && f.sent != Sent::No {
+                    Error::outcome_unknown(f.error)
+                } else {
+                    f.error
+                };
+                if retry {
+                    Ok((e, None))
+                } else {
+                    Err(e)
+                }
+            }
         }
     }
 
@@ -367,35 +453,17 @@ impl HyperClient {
         HyperWatch::new(self.clone(), op, opts)
     }
 
-    /// One attempt, plus one immediate repeat on a new connection when a pooled connection
-    /// turned out to be closed by the server (always when nothing was sent; for `safe`
-    /// operations also when it was sent but nothing came back). The repeat rebuilds the
-    /// request from `op` (the first attempt consumed it).
-    async fn round_trip<O: Operation>(
-        &self,
-        op: &O,
-        req: Request<Bytes>,
-        a: AttemptSpec,
-    ) -> Result<Head, Failure> {
-        match self.attempt(req, a).await {
-            Err(f) if f.is_stale_connection() && (f.sent == Sent::No || a.safe) => {
-                tracing::debug!(error = %f.error, "pooled connection was closed; repeating on a new one");
-                let req = op
-                    .build(&self.inner.cx)
-                    .map_err(|e| Failure::unsent(e.into()))?;
-                self.attempt(req, a).await
-            }
-            other => other,
-        }
-    }
-
     /// One attempt: send `req` and read the answer under one deadline. With `a.stream`, a `200`
     /// or `404` answer is returned with its body unread (the deadline then covers the head).
-    pub(crate) async fn attempt(
+    ///
+    /// The hyper request and hyper-util's (boxed) response future are made before the
+    /// returned future first runs, so that the request is not also held in this future's
+    /// state while it waits.
+    pub(crate) fn attempt(
         &self,
         req: Request<Bytes>,
         a: AttemptSpec,
-    ) -> Result<Head, Failure> {
+    ) -> impl Future<Output = Result<Head, Failure>> + '_ {
         let inner = &*self.inner;
         let span = tracing::debug_span!(
             "consul_request",
@@ -405,128 +473,135 @@ impl HyperClient {
             status = tracing::field::Empty,
             elapsed_ms = tracing::field::Empty,
         );
-        let traced = !span.is_disabled();
-        let started = traced.then(Instant::now);
-        let mut hreq = self.to_hyper(req).map_err(Failure::unsent)?;
-        // A streamed read hands its body on undecoded, so only collected reads ask for gzip.
-        if inner.gzip && !a.stream {
-            hreq.headers_mut().insert(
-                http::header::ACCEPT_ENCODING,
-                http::HeaderValue::from_static("gzip"),
-            );
-        }
-        // Only a write needs to know, after a timeout, whether its connection had sent
-        // anything (to tell "not applied" from "outcome unknown"). A read's failures carry
-        // their connection in the error itself (`connect_info`), and a success carries it in
-        // the response's extensions, so reads pay for no capture.
-        let capture = (!a.safe).then(|| capture_connection(&mut hreq));
-        let mut progress = Progress::Queued;
-        let fut = async {
-            // Queue behind the requests in flight when the connection cap is reached.
-            let permit = Arc::clone(&inner.admission)
-                .acquire_owned()
-                .await
-                .map_err(|e| (Error::transport(TransportKind::Connect, e), None))?;
-            progress = Progress::Sending;
-            let mut resp = inner.client.request(hreq).await.map_err(|e| {
-                let stats = e.connect_info().and_then(|c| {
-                    // The connection cannot be trusted any more: keep it out of the pool.
-                    c.poison();
-                    stats_of(c)
-                });
-                let kind = if e.is_connect() {
-                    TransportKind::Connect
-                } else {
-                    TransportKind::Request
-                };
-                (Error::transport(kind, e), stats)
-            })?;
-            progress = Progress::Head;
-            let stats = resp.extensions_mut().remove::<StatsHandle>();
-            if traced {
-                span.record("status", resp.status().as_u16());
+        let prepared = self.to_hyper(req).map(|mut hreq| {
+            // A streamed read hands its body on undecoded, so only collected reads ask for
+            // gzip.
+            if inner.gzip && !a.stream {
+                hreq.headers_mut().insert(
+                    http::header::ACCEPT_ENCODING,
+                    http::HeaderValue::from_static("gzip"),
+                );
             }
-            let (parts, body) = resp.into_parts();
-            let status = parts.status.as_u16();
-            if a.stream && matches!(status, 200 | 404) {
-                return Ok(Head {
-                    parts,
-                    body: HeadBody::Open(Open {
-                        body,
-                        _permit: permit,
-                        stats,
-                    }),
-                });
-            }
-            let limit = if status >= 400 {
-                inner.max_error_body
-            } else {
-                inner.max_body
-            };
-            let read = match read_limited(body, limit).await {
-                Ok(bytes) => crate::gzip::decode_response(parts, bytes, limit),
-                Err(e) => Err(e),
-            };
-            match read {
-                Ok((parts, bytes)) => {
-                    drop(permit);
-                    if let Some(s) = &stats {
-                        s.0.complete();
-                    }
-                    Ok(Head {
+            // Only a write needs to know, after a timeout, whether its connection had sent
+            // anything (to tell "not applied" from "outcome unknown"). A read's failures carry
+            // their connection in the error itself (`connect_info`), and a success carries it
+            // in the response's extensions, so reads pay for no capture.
+            let capture = (!a.safe).then(|| capture_connection(&mut hreq));
+            (inner.client.request(hreq), capture)
+        });
+        // Boxed: the error is rare, and this future holds `prepared` while it runs.
+        let prepared = prepared.map_err(Box::new);
+        async move {
+            let (response, capture) = prepared.map_err(|e| Failure::unsent(*e))?;
+            let traced = !span.is_disabled();
+            let started = traced.then(Instant::now);
+            let mut progress = Progress::Queued;
+            let fut = async {
+                // Queue behind the requests in flight when the connection cap is reached.
+                let permit = inner.admission.enter().await;
+                progress = Progress::Sending;
+                let (mut parts, body) = response
+                    .await
+                    .map_err(|e| {
+                        let stats = e.connect_info().and_then(|c| {
+                            // The connection cannot be trusted any more: keep it out of the pool.
+                            c.poison();
+                            stats_of(c)
+                        });
+                        let kind = if e.is_connect() {
+                            TransportKind::Connect
+                        } else {
+                            TransportKind::Request
+                        };
+                        (Error::transport(kind, e), stats)
+                    })?
+                    .into_parts();
+                progress = Progress::Head;
+                let stats = parts.extensions.remove::<StatsHandle>();
+                if traced {
+                    span.record("status", parts.status.as_u16());
+                }
+                let status = parts.status.as_u16();
+                if a.stream && matches!(status, 200 | 404) {
+                    return Ok(Head {
                         parts,
-                        body: HeadBody::Collected(bytes),
-                    })
+                        body: HeadBody::Open(Open {
+                            body,
+                            _permit: permit,
+                            stats,
+                        }),
+                    });
                 }
-                Err(e) => {
-                    if let Some(s) = &stats {
-                        s.0.doom();
+                let limit = if status >= 400 {
+                    inner.max_error_body
+                } else {
+                    inner.max_body
+                };
+                let read = match read_limited(body, limit).await {
+                    Ok(bytes) => crate::gzip::decode_response(parts, bytes, limit),
+                    Err(e) => Err(e),
+                };
+                match read {
+                    Ok((parts, bytes)) => {
+                        drop(permit);
+                        if let Some(s) = &stats {
+                            s.0.complete();
+                        }
+                        Ok(Head {
+                            parts,
+                            body: HeadBody::Collected(bytes),
+                        })
                     }
-                    Err((e, stats))
+                    Err(e) => {
+                        if let Some(s) = &stats {
+                            s.0.doom();
+                        }
+                        Err((e, stats))
+                    }
                 }
-            }
-        };
-        let result = if traced {
-            tokio::time::timeout(a.deadline, fut.instrument(span.clone())).await
-        } else {
-            tokio::time::timeout(a.deadline, fut).await
-        };
-        let (error, stats) = match result {
-            Ok(Ok(head)) => {
+            };
+            let result = if traced {
+                tokio::time::timeout(a.deadline, fut.instrument(span.clone())).await
+            } else {
+                tokio::time::timeout(a.deadline, fut).await
+            };
+            let (error, stats) = match result {
+                Ok(Ok(head)) => {
+                    if let Some(t) = started {
+                        span.record("elapsed_ms", t.elapsed().as_millis() as u64);
+                        span.in_scope(|| tracing::debug!("response"));
+                    }
+                    return Ok(head);
+                }
+                Ok(Err(e)) => e,
+                Err(_) => (Error::timeout(a.deadline), None),
+            };
+            // A write's connection, when the error did not carry it.
+            let stats = stats.or_else(|| {
+                let c = capture?;
+                let meta = c.connection_metadata();
+                let c = meta.as_ref()?;
+                c.poison();
+                stats_of(c)
+            });
+            let trace = stats.map(|s| s.0.trace());
+            let sent = match (&error, trace) {
+                (Error::Transport { error: t, .. }, _) if t.is_connect() => Sent::No,
+                _ if progress == Progress::Queued => Sent::No,
+                (_, Some(t)) if t.nothing_sent => Sent::No,
+                _ if progress == Progress::Head => Sent::Yes,
+                // No connection was found: a write's capture saw none, so it never got one.
+                (_, None) if !a.safe => Sent::No,
+                _ => Sent::Maybe,
+            };
+            if traced {
                 if let Some(t) = started {
                     span.record("elapsed_ms", t.elapsed().as_millis() as u64);
-                    span.in_scope(|| tracing::debug!("response"));
                 }
-                return Ok(head);
+                span.in_scope(|| tracing::debug!(error = %error, ?sent, ?trace, "request failed"));
             }
-            Ok(Err(e)) => e,
-            Err(_) => (Error::timeout(a.deadline), None),
-        };
-        // A write's connection, when the error did not carry it.
-        let stats = stats.or_else(|| {
-            let c = capture?;
-            let meta = c.connection_metadata();
-            let c = meta.as_ref()?;
-            c.poison();
-            stats_of(c)
-        });
-        let trace = stats.map(|s| s.0.trace());
-        let sent = match (&error, trace) {
-            (Error::Transport { error: t, .. }, _) if t.is_connect() => Sent::No,
-            _ if progress == Progress::Queued => Sent::No,
-            (_, Some(t)) if t.nothing_sent => Sent::No,
-            _ if progress == Progress::Head => Sent::Yes,
-            // No connection was found: a write's capture saw none, so it never got one.
-            (_, None) if !a.safe => Sent::No,
-            _ => Sent::Maybe,
-        };
-        if traced {
-            if let Some(t) = started {
-                span.record("elapsed_ms", t.elapsed().as_millis() as u64);
-            }
-            span.in_scope(|| tracing::debug!(error = %error, ?sent, ?trace, "request failed"));
+            Err(Failure { error, sent, trace })
         }
-        Err(Failure { error, sent, trace })
     }
 
     /// The proto request, moved into a hyper request: the path and query are kept as they
@@ -593,7 +668,7 @@ pub(crate) enum HeadBody {
 pub(crate) struct Open {
     pub(crate) body: hyper::body::Incoming,
     /// Held until the body is read or dropped.
-    pub(crate) _permit: tokio::sync::OwnedSemaphorePermit,
+    pub(crate) _permit: Ticket,
     pub(crate) stats: Option<StatsHandle>,
 }
 

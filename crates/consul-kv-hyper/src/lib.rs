@@ -69,6 +69,7 @@
 
 pub use proto;
 
+mod admission;
 mod body;
 mod builder;
 mod client;
