@@ -6,6 +6,8 @@
 //! operation. The setters every builder shares (`dc`, `ns`, `partition`, `token`, and for
 //! reads `consistency`, `index`, `wait`, `block`) come from `scope.rs`.
 
+use std::future::Future;
+
 use consul_kv_proto::kv::{self as op, SetMode};
 use consul_kv_proto::{Index, IntoValue, ReadOptions, WriteOptions, WriteOutcome};
 
@@ -148,16 +150,18 @@ macro_rules! write_request_impls {
             /// or an error answer. When the request may have been applied but no answer came
             /// back, [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown): read the key to
             /// find out.
-            pub async fn outcome(self) -> Result<WriteOutcome> {
-                self.client.exec.execute(&self.op).await
+            pub fn outcome(self) -> impl Future<Output = Result<WriteOutcome>> + Send + 'static {
+                // An `async move` block rather than an `async fn`: the request is held once
+                // in the future, not also copied into a local.
+                async move { self.client.exec.execute(&self.op).await }
             }
 
             /// Sends the request; `true` when Consul applied it.
             ///
             /// # Errors
             /// As [`outcome`](Self::outcome).
-            pub async fn send(self) -> Result<bool> {
-                Ok(self.outcome().await?.is_applied())
+            pub fn send(self) -> impl Future<Output = Result<bool>> + Send + 'static {
+                async move { Ok(self.client.exec.execute(&self.op).await?.is_applied()) }
             }
         }
         into_future!($ty, bool);
@@ -199,10 +203,14 @@ impl GetRequest {
     /// # Errors
     /// An [`Error`](crate::Error) for an invalid key or option, a transport failure or an
     /// error answer. A missing key is `Ok(None)`, not an error.
-    pub async fn send(mut self) -> Result<Option<Key>> {
+    pub fn send(mut self) -> impl Future<Output = Result<Option<Key>>> + Send + 'static {
         finish_read(self.op.options_mut());
-        let r = self.client.exec.execute(&self.op).await?;
-        Ok(r.value.map(|pair| Key::new(pair, r.meta)))
+        // An `async move` block rather than an `async fn`: the request is held once in the
+        // future, not also copied into a local (the future is boxed on every `.await`).
+        async move {
+            let r = self.client.exec.execute(&self.op).await?;
+            Ok(r.value.map(|pair| Key::new(pair, r.meta)))
+        }
     }
 }
 into_future!(GetRequest, Option<Key>);
@@ -212,11 +220,13 @@ impl RawRequest {
     ///
     /// # Errors
     /// As [`GetRequest::send`].
-    pub async fn send(mut self) -> Result<Option<RawValue>> {
+    pub fn send(mut self) -> impl Future<Output = Result<Option<RawValue>>> + Send + 'static {
         finish_read(self.op.options_mut());
-        let r = self.client.exec.execute(&self.op).await?;
-        let meta = r.meta;
-        Ok(r.value.map(|value| RawValue::new(value, meta)))
+        async move {
+            let r = self.client.exec.execute(&self.op).await?;
+            let meta = r.meta;
+            Ok(r.value.map(|value| RawValue::new(value, meta)))
+        }
     }
 }
 into_future!(RawRequest, Option<RawValue>);
@@ -226,10 +236,12 @@ impl ItemsRequest {
     ///
     /// # Errors
     /// As [`GetRequest::send`]. No key under the prefix is an empty list.
-    pub async fn send(mut self) -> Result<Items> {
+    pub fn send(mut self) -> impl Future<Output = Result<Items>> + Send + 'static {
         finish_read(self.op.options_mut());
-        let r = self.client.exec.execute(&self.op).await?;
-        Ok(Items::new(r.value, r.meta))
+        async move {
+            let r = self.client.exec.execute(&self.op).await?;
+            Ok(Items::new(r.value, r.meta))
+        }
     }
 }
 into_future!(ItemsRequest, Items);
@@ -246,10 +258,12 @@ impl KeysRequest {
     ///
     /// # Errors
     /// As [`GetRequest::send`]. No key under the prefix is an empty list.
-    pub async fn send(mut self) -> Result<Keys> {
+    pub fn send(mut self) -> impl Future<Output = Result<Keys>> + Send + 'static {
         finish_read(self.op.options_mut());
-        let r = self.client.exec.execute(&self.op).await?;
-        Ok(Keys::new(r.value, r.meta))
+        async move {
+            let r = self.client.exec.execute(&self.op).await?;
+            Ok(Keys::new(r.value, r.meta))
+        }
     }
 }
 into_future!(KeysRequest, Keys);
