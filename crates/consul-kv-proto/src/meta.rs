@@ -1,6 +1,7 @@
 //! Response meta: the Raft [`Index`], the `X-Consul-*` headers of a read ([`QueryMeta`]) and
 //! a value paired with the meta of the read that produced it ([`Indexed`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::num::NonZeroU64;
 use std::time::Duration;
@@ -68,10 +69,12 @@ pub struct QueryMeta {
     pub known_leader: bool,
     /// `X-Consul-LastContact`: time since the answering server heard from the leader.
     pub last_contact: Duration,
-    /// `X-Consul-Effective-Consistency` (`leader`, `stale`, `consistent`), when sent.
-    pub effective_consistency: Option<String>,
-    /// `X-Consul-Default-ACL-Policy` (`allow` or `deny`), when sent.
-    pub default_acl_policy: Option<String>,
+    /// `X-Consul-Effective-Consistency` (`leader`, `stale`, `consistent`), when sent. The
+    /// values Consul sends are borrowed, so reading the meta of an answer allocates nothing.
+    pub effective_consistency: Option<Cow<'static, str>>,
+    /// `X-Consul-Default-ACL-Policy` (`allow` or `deny`), when sent (borrowed like
+    /// [`effective_consistency`](Self::effective_consistency)).
+    pub default_acl_policy: Option<Cow<'static, str>>,
     /// `X-Consul-Results-Filtered-By-ACLs`: entries were hidden from this token.
     pub results_filtered_by_acls: bool,
 }
@@ -150,8 +153,10 @@ impl QueryMeta {
             last_index,
             known_leader,
             last_contact,
-            effective_consistency: text(4, "X-Consul-Effective-Consistency")?.map(str::to_owned),
-            default_acl_policy: text(5, "X-Consul-Default-ACL-Policy")?.map(str::to_owned),
+            effective_consistency: text(4, "X-Consul-Effective-Consistency")?
+                .map(|v| known(v, &["leader", "stale", "consistent"])),
+            default_acl_policy: text(5, "X-Consul-Default-ACL-Policy")?
+                .map(|v| known(v, &["allow", "deny"])),
             results_filtered_by_acls: filtered,
         })
     }
@@ -161,6 +166,14 @@ fn invalid(name: &'static str, detail: &str) -> ResponseError {
     ResponseError::InvalidHeader {
         name,
         detail: ErrorDetail::new(detail),
+    }
+}
+
+/// `v` borrowed from `values` when it is one of them, copied otherwise.
+fn known(v: &str, values: &[&'static str]) -> Cow<'static, str> {
+    match values.iter().find(|k| **k == v) {
+        Some(k) => Cow::Borrowed(*k),
+        None => Cow::Owned(v.to_owned()),
     }
 }
 
@@ -230,7 +243,19 @@ mod tests {
         assert_eq!(m.last_contact, Duration::from_millis(12));
         assert_eq!(m.effective_consistency.as_deref(), Some("leader"));
         assert_eq!(m.default_acl_policy.as_deref(), Some("deny"));
+        assert!(matches!(m.default_acl_policy, Some(Cow::Borrowed(_))));
         assert!(m.results_filtered_by_acls);
+        // A value Consul does not send today is kept as it came.
+        let h = headers(&[
+            ("X-Consul-Index", "7"),
+            ("X-Consul-Effective-Consistency", "bounded-staleness"),
+        ]);
+        let m = QueryMeta::from_headers(&h).unwrap();
+        assert_eq!(
+            m.effective_consistency.as_deref(),
+            Some("bounded-staleness")
+        );
+        assert_eq!(m.default_acl_policy, None);
     }
 
     #[test]
