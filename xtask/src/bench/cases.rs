@@ -32,7 +32,7 @@ impl Sizes {
     pub(super) fn full() -> Self {
         Self {
             quick: false,
-            repeat: 3,
+            repeat: 5,
             keys: 10_000,
             value_size: 128,
             seq_iterations: 3_000,
