@@ -74,21 +74,27 @@ pub(crate) fn request(
     token: Option<&Token>,
     body: Option<(Bytes, &'static str)>,
 ) -> Result<Request<Bytes>, BuildError> {
-    let mut b = Request::builder().method(method).uri(path_and_query);
+    // Parsed as a path and query only (not as a URI that might have a scheme), and the
+    // request assembled in place rather than through `http::request::Builder`, which moves its
+    // parts along with every call.
+    let pq = http::uri::PathAndQuery::from_maybe_shared(Bytes::from(path_and_query))
+        .map_err(|e| BuildError::Http(e.into()))?;
+    let mut req = Request::new(Bytes::new());
+    *req.method_mut() = method;
+    *req.uri_mut() = http::Uri::from(pq);
     if let Some(t) = token {
         let mut v =
             HeaderValue::from_str(t.expose_secret()).map_err(|_| BuildError::InvalidToken)?;
         v.set_sensitive(true);
-        b = b.header("x-consul-token", v);
+        req.headers_mut()
+            .insert(http::HeaderName::from_static("x-consul-token"), v);
     }
-    let body = match body {
-        Some((bytes, content_type)) => {
-            b = b.header(header::CONTENT_TYPE, content_type);
-            bytes
-        }
-        None => Bytes::new(),
-    };
-    b.body(body).map_err(BuildError::Http)
+    if let Some((bytes, content_type)) = body {
+        req.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        *req.body_mut() = bytes;
+    }
+    Ok(req)
 }
 
 /// Returns an error for any status other than `200` (and the listed extra statuses).

@@ -221,9 +221,9 @@ impl<'a> Scanner<'a> {
             if bad & 0x80 != 0 {
                 break;
             }
-            out.rest
-                .get_mut(o..o + 8)?
-                .copy_from_slice(&(n << 16).to_be_bytes());
+            // A fixed-size write (a slice of unknown length would be a `memcpy` call).
+            let dst: &mut [u8; 8] = out.rest.get_mut(o..o + 8)?.try_into().ok()?;
+            *dst = (n << 16).to_be_bytes();
             o += 6;
             i += 8;
         }
@@ -235,9 +235,8 @@ impl<'a> Scanner<'a> {
                     | u32::from(v[1]) << 12
                     | u32::from(v[2]) << 6
                     | u32::from(v[3]);
-                out.rest
-                    .get_mut(o..o + 4)?
-                    .copy_from_slice(&(n << 8).to_be_bytes());
+                let dst: &mut [u8; 4] = out.rest.get_mut(o..o + 4)?.try_into().ok()?;
+                *dst = (n << 8).to_be_bytes();
                 o += 3;
                 i += 4;
             }
