@@ -457,7 +457,12 @@ pub fn cli_main<C: Contender>(
 
 /// Runs one workload against a contender and returns its result.
 pub async fn run<C: Contender>(contender: C, p: &Params) -> Outcome {
-    let contender = Arc::new(contender);
+    run_shared(Arc::new(contender), p).await
+}
+
+/// [`run`] with a contender the caller keeps, so that several runs (a paired comparison's
+/// slices) reuse its client, connections included.
+pub async fn run_shared<C: Contender>(contender: Arc<C>, p: &Params) -> Outcome {
     if p.workload == Workload::Watch {
         return match watch(contender, p).await {
             Ok(o) => o,

@@ -18,6 +18,9 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::harness::{Contender, OpError, Params, Watcher, Workload};
 
+/// The client's default connection cap (`max_connections_per_host`).
+const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
 /// The facade, `consul-kv`.
 #[derive(Debug)]
 pub struct ConsulKv {
@@ -27,16 +30,25 @@ pub struct ConsulKv {
 }
 
 impl ConsulKv {
-    /// A client for `p.target` with the defaults, except that the `watch` workload raises the
-    /// connection cap (default 64) to one connection per watcher: every blocking query holds
-    /// an HTTP/1.1 connection.
+    /// A client for `p.target` with the defaults, except that the connection cap (default 64)
+    /// is raised to 16 over what the workload keeps busy when that is more: one connection
+    /// per watcher for `watch` (every blocking query holds an HTTP/1.1 connection), one per
+    /// worker for `--inflight` 64. The floor has no cap at all; with the cap exactly at the
+    /// number in flight, hyper-util's pool hands over its last idle connection on almost
+    /// every request (removing and re-inserting the host's idle list), which measures the
+    /// cap's setting rather than the client.
     ///
     /// # Errors
     /// The client cannot be built.
     pub fn new(p: &Params) -> Result<Self, String> {
         let mut b = Client::builder().address(p.target.clone());
-        if p.workload == Workload::Watch {
-            b = b.max_connections_per_host(p.watchers + 16);
+        let busy = if p.workload == Workload::Watch {
+            p.watchers
+        } else {
+            p.inflight
+        };
+        if busy + 16 > DEFAULT_MAX_CONNECTIONS {
+            b = b.max_connections_per_host(busy + 16);
         }
         let client = b.build().map_err(|e| e.to_string())?;
         Ok(Self {

@@ -6,6 +6,8 @@
 //! - [`fixed`]: the fixed-response server that isolates client overhead.
 //! - [`serve`]: the devserver plus the fixed-response server, and key seeding.
 //! - [`micro`]: proto-only build/parse micro benchmarks.
+//! - [`pair`]: consul-kv against the floor in one process, alternating short slices (the
+//!   figures the targets are judged by).
 //! - [`gzip`]: `items()` with and without gzip against one server.
 //! - [`fanout`]: watch fan-out, shared and unshared blocking queries (`cargo xtask bench watch`).
 //! - [`bulk`]: `put_all` and `import` beside one `PUT` per key (`cargo xtask bench bulk`).
@@ -22,5 +24,6 @@ pub mod fixed;
 pub mod gzip;
 pub use consul_kv_bench_harness as harness;
 pub mod micro;
+pub mod pair;
 pub mod serve;
 pub mod tree;

@@ -35,6 +35,7 @@ const HELP: &str = "\
 consul-kv-bench serve [--keys N] [--value-size B]
 consul-kv-bench seed --target URL [--keys N] [--value-size B] [--prefix P]
 consul-kv-bench run --contender consul-kv|floor <contract>
+consul-kv-bench pair [--slices N] <contract>   (consul-kv and the floor in one process)
 consul-kv-bench micro [--seconds S] [--keys N] [--value-size B] [--only NAME]
 consul-kv-bench gzip [--target URL] [--keys N] [--value-size B] [--rounds R]
 consul-kv-bench watch-fanout --target URL --subscribers N [--keys K] [--shared yes|no]
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         "serve" => serve(rest),
         "seed" => seed(rest),
         "run" => run(rest),
+        "pair" => run_pair(rest),
         "micro" => run_micro(rest),
         "gzip" => run_gzip(rest),
         "watch-fanout" => watch_fanout(rest),
@@ -177,6 +179,24 @@ fn run(args: &[String]) -> Result<(), String> {
         }
     };
     println!("{}", outcome.to_json());
+    Ok(())
+}
+
+fn run_pair(args: &[String]) -> Result<(), String> {
+    let mut slices = 15usize;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--slices" {
+            let v = it.next().ok_or("--slices needs a value")?;
+            slices = number(a, v)?;
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let p = consul_kv_bench::harness::Params::parse("pair", &rest)?;
+    let paired = runtime()?.block_on(consul_kv_bench::pair::run(&p, slices))?;
+    println!("{}", paired.to_json());
     Ok(())
 }
 

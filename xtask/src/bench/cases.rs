@@ -20,6 +20,9 @@ pub(super) struct Sizes {
     pub(super) list_iterations: u64,
     pub(super) watchers: usize,
     pub(super) rounds: usize,
+    /// Pairs of slices of `consul-kv-bench pair` per paired case, and each slice's length.
+    pub(super) pair_slices: usize,
+    pub(super) pair_seconds: f64,
     pub(super) micro_seconds: f64,
     /// Entries of the huge tree read through `items_stream()` (`consul-kv-bench tree`).
     pub(super) tree_keys: usize,
@@ -42,6 +45,8 @@ impl Sizes {
             list_iterations: 20,
             watchers: 1_000,
             rounds: 5,
+            pair_slices: 15,
+            pair_seconds: 0.4,
             micro_seconds: 2.0,
             tree_keys: 1_000_000,
             tree_rounds: 3,
@@ -62,6 +67,8 @@ impl Sizes {
             list_iterations: 5,
             watchers: 50,
             rounds: 2,
+            pair_slices: 3,
+            pair_seconds: 0.1,
             micro_seconds: 0.2,
             tree_keys: 5_000,
             tree_rounds: 1,
@@ -69,6 +76,17 @@ impl Sizes {
         }
     }
 }
+
+/// The cases whose targets are judged by `consul-kv-bench pair`: consul-kv against the floor
+/// in one process (see `crates/consul-kv-bench/src/pair.rs` for why).
+pub(super) const PAIRED: [&str; 6] = [
+    "get-seq-fixed",
+    "get-seq-dev",
+    "get-tput-1",
+    "get-tput-16",
+    "get-tput-64",
+    "cas",
+];
 
 /// Whether a case is judged by latency (lower is better) or throughput (higher is better).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,7 @@ mod run;
 mod watch;
 
 use build::{bench_binary, build_all, niced, status};
-use cases::{cases, Sizes};
+use cases::{cases, Sizes, PAIRED};
 use machine::Machine;
 use readme::readme_from_report;
 use report::Report;
@@ -153,6 +153,39 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         .filter_map(|(r, case)| median_run(case, r))
         .collect();
 
+    // The target cases again, consul-kv against the floor in one process: alternating short
+    // slices share the scheduler placement that moves separate runs by 10 % and more.
+    let mut paired = Vec::new();
+    for case in cases.iter().filter(|c| PAIRED.contains(&c.id)) {
+        let mut args = vec!["pair".to_owned()];
+        args.extend(case.args.iter().cloned());
+        args.extend([
+            "--seconds".to_owned(),
+            sizes.pair_seconds.to_string(),
+            "--slices".to_owned(),
+            sizes.pair_slices.to_string(),
+        ]);
+        match capture(Command::new(&bench_bin).args(&args), sizes.timeout) {
+            Ok(out) => {
+                let json = parse_line(out.trim());
+                let shown = |k: &str| json[k]["median"].as_f64().unwrap_or(f64::NAN);
+                eprintln!(
+                    "bench: paired {:<14} ops ratio {:.2}, p50 ratio {:.2}",
+                    case.id,
+                    shown("ops_ratio"),
+                    shown("p50_ratio")
+                );
+                let _ = writeln!(
+                    raw,
+                    "{}",
+                    serde_json::json!({ "case": case.id, "paired": json })
+                );
+                paired.push((case.id, json));
+            }
+            Err(e) => skipped.push(format!("the paired run of {} failed: {e}", case.id)),
+        }
+    }
+
     eprintln!("bench: proto micro benchmarks");
     let micro_out = capture(
         Command::new(&bench_bin).args([
@@ -218,6 +251,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<(), String> {
         cases,
         contenders,
         records,
+        paired,
         micro,
         allocs,
         tree,
