@@ -452,6 +452,18 @@ mod tests {
         )
     }
 
+    /// Waits (up to 30 s) until the peer's close has reached `c`'s socket, so that a test does
+    /// not depend on how fast a loaded machine delivers the FIN.
+    async fn until_peer_closed(c: &Tracked) {
+        for _ in 0..3000 {
+            if c.inner.idle_check().is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the peer's close never arrived");
+    }
+
     #[tokio::test]
     async fn counts_each_request_and_refuses_to_write_on_a_closed_reused_connection() {
         let (mut c, mut s, sem) = pair().await;
@@ -472,7 +484,7 @@ mod tests {
         assert!(t.reused && t.nothing_sent && t.nothing_received, "{t:?}");
         // The server closes the idle connection; the next request must fail with nothing sent.
         drop(s);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until_peer_closed(&c).await;
         let err = c.write_all(b"req2").await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
         let t = c.stats.trace();
@@ -497,7 +509,7 @@ mod tests {
         c.read_exact(&mut b).await.unwrap();
         c.stats.complete();
         drop(s);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until_peer_closed(&c).await;
         // No peek for a GET: it is written, and with nothing received the executor treats
         // the connection as stale and repeats the read on a new one.
         // (A peek would refuse this write with `ConnectionAborted`; the kernel takes it.)
@@ -516,7 +528,7 @@ mod tests {
         c2.read_exact(&mut b).await.unwrap();
         c2.stats.complete();
         drop(s2);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until_peer_closed(&c2).await;
         let err = c2
             .write_all(b"DELETE /b HTTP/1.1\r\n\r\n")
             .await
