@@ -86,14 +86,18 @@ impl Admission {
     /// Waits for a slot (FIFO among the callers that had to wait).
     pub(crate) async fn enter(self: &Arc<Self>) -> Ticket {
         if !self.try_take() {
-            let waiting = Waiting(self);
             self.waiting.fetch_add(1, SeqCst);
+            let waiting = Waiting(self);
             if !self.try_take() {
-                // The queue is never closed, so `acquire` cannot fail; if it ever did, the
-                // caller would go in over the cap rather than hang.
-                if let Ok(permit) = self.queue.acquire().await {
+                match self.queue.acquire().await {
                     // The slot the permit stands for is already counted in `admitted`.
-                    permit.forget();
+                    Ok(permit) => permit.forget(),
+                    // The queue is never closed, so this cannot happen; if it did, the caller
+                    // would go in over the cap (counted, so that its ticket's `leave` keeps
+                    // `admitted` right) rather than hang.
+                    Err(_) => {
+                        self.admitted.fetch_add(1, SeqCst);
+                    }
                 }
             }
             drop(waiting);
@@ -127,6 +131,17 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
+    /// Yields until `cond` holds; fails the test (rather than hanging it) after 30 s.
+    async fn until(cond: impl Fn() -> bool) {
+        let waited = tokio::time::timeout(Duration::from_secs(30), async {
+            while !cond() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "the condition never held");
+    }
+
     #[tokio::test]
     async fn admits_up_to_the_cap_then_queues_in_order() {
         let gate = Arc::new(Admission::new(2));
@@ -143,9 +158,7 @@ mod tests {
                 t
             }));
             // Let each waiter register before the next, so the queue order is 0, 1, 2.
-            while gate.waiting.load(SeqCst) <= i {
-                tokio::task::yield_now().await;
-            }
+            until(|| gate.waiting.load(SeqCst) > i).await;
         }
         assert!(
             order.lock().unwrap().is_empty(),
@@ -169,9 +182,7 @@ mod tests {
         let held = gate.enter().await;
         let g = Arc::clone(&gate);
         let waiter = tokio::spawn(async move { g.enter().await });
-        while gate.waiting.load(SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        until(|| gate.waiting.load(SeqCst) > 0).await;
         waiter.abort();
         let _ = waiter.await;
         assert_eq!(gate.waiting.load(SeqCst), 0);
