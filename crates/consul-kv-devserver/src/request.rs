@@ -113,7 +113,7 @@ impl Ctx {
         }
         if let Some(t) = self
             .headers
-            .get("x-consul-token")
+            .get(consul_kv_proto::TOKEN_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|t| !t.is_empty())
         {

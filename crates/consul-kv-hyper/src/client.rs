@@ -399,12 +399,10 @@ impl HyperClient {
             Failed::Response(mut e) => {
                 // The token this request carried (rebuilt: rare, and no call keeps a copy of
                 // its secret just in case).
-                let secret = op
-                    .build(&self.inner.cx)
-                    .ok()
-                    .and_then(|r| r.headers().get(TOKEN_HEADER).map(|v| v.as_bytes().to_vec()));
-                if let Some(s) = secret.as_deref().and_then(|v| std::str::from_utf8(v).ok()) {
-                    e.redact(s);
+                if let Ok(req) = op.build(&self.inner.cx) {
+                    if let Some(secret) = proto::Token::carried_by(&req) {
+                        e.redact(secret);
+                    }
                 }
                 let rejected = e.is_rejected_before_apply();
                 let retry = e.is_retryable() && (safe || rejected);
@@ -742,15 +740,4 @@ impl Base {
         http::Uri::from_parts(parts)
             .map_err(|e| Error::Build(proto::BuildError::Http(http::Error::from(e))))
     }
-}
-
-/// The header the ACL token travels in.
-const TOKEN_HEADER: &str = "x-consul-token";
-
-/// The token a request carries, to redact it from server messages.
-pub(crate) fn token_of(req: &Request<Bytes>) -> Option<String> {
-    req.headers()
-        .get(TOKEN_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }

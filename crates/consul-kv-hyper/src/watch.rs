@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use proto::{Blocking, Index, Indexed, QueryMeta, WatchMachine, WatchOptions};
 
-use crate::client::{token_of, AttemptSpec, HyperClient};
+use crate::client::{AttemptSpec, HyperClient};
 use crate::error::{Error, RequestTarget};
 
 /// A blocking-query loop that yields each change of a value. Created by
@@ -127,7 +127,7 @@ where
             }
         };
         self.in_flight = true;
-        let secret = token_of(&req);
+        let secret = proto::Token::carried_by(&req).map(str::to_owned);
         let deadline = self.watch.request_timeout();
         // No transparent repeat on a new connection here: a pooled connection that died may
         // mean the server restarted, and the index we hold may be from before the restart

@@ -120,7 +120,7 @@ pub use meta::{Index, Indexed, QueryMeta};
 pub use op::{OpKind, Operation};
 pub use options::{Consistency, ReadOptions, RequestContext, WriteOptions};
 pub use session::{Behavior, SessionEntry, SessionId};
-pub use token::Token;
+pub use token::{Token, TOKEN_HEADER};
 pub use value::IntoValue;
 pub use watch::{blocking_deadline, Blocking, WatchMachine, WatchOptions};
 

@@ -87,7 +87,7 @@ pub(crate) fn request(
             HeaderValue::from_str(t.expose_secret()).map_err(|_| BuildError::InvalidToken)?;
         v.set_sensitive(true);
         req.headers_mut()
-            .insert(http::HeaderName::from_static("x-consul-token"), v);
+            .insert(http::HeaderName::from_static(crate::TOKEN_HEADER), v);
     }
     if let Some((bytes, content_type)) = body {
         req.headers_mut()

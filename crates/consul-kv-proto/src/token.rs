@@ -4,6 +4,9 @@ use std::fmt;
 
 use crate::error::BuildError;
 
+/// The header an ACL token travels in (lowercase, as `http` stores header names).
+pub const TOKEN_HEADER: &str = "x-consul-token";
+
 /// An ACL token. It is sent only in the `X-Consul-Token` header and never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token(String);
@@ -26,6 +29,14 @@ impl Token {
     pub fn expose_secret(&self) -> &str {
         &self.0
     }
+
+    /// The secret a built request carries in [`TOKEN_HEADER`], if any: what an executor
+    /// redacts from a server's error message. Handle with care: never log it.
+    pub fn carried_by<B>(req: &http::Request<B>) -> Option<&str> {
+        req.headers()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+    }
 }
 
 impl fmt::Debug for Token {
@@ -37,7 +48,7 @@ impl fmt::Debug for Token {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::RequestContext;
+    use crate::{Operation as _, RequestContext};
 
     #[test]
     fn token_is_never_printed() {
@@ -48,5 +59,18 @@ mod tests {
         assert!(Token::new("a\r\nb").is_err());
         assert!(Token::new("").is_err());
         assert!(!format!("{:?}", Token::new("x\ny")).contains('x'));
+    }
+
+    #[test]
+    fn the_token_a_request_carries() {
+        let cx = RequestContext::new().with_token(Token::new("s3cr3t").unwrap());
+        let req = crate::kv::Get::new("k")
+            .build(&cx)
+            .expect("a plain key builds");
+        assert_eq!(Token::carried_by(&req), Some("s3cr3t"));
+        let bare = crate::kv::Get::new("k")
+            .build(&RequestContext::new())
+            .expect("a plain key builds");
+        assert_eq!(Token::carried_by(&bare), None);
     }
 }
