@@ -90,8 +90,9 @@ pub(crate) fn request(
             .insert(http::HeaderName::from_static(crate::TOKEN_HEADER), v);
     }
     if let Some((bytes, content_type)) = body {
-        req.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        // `from_str`, not `from_static`: a bad content type is an error, never a panic.
+        let ct = HeaderValue::from_str(content_type).map_err(|e| BuildError::Http(e.into()))?;
+        req.headers_mut().insert(header::CONTENT_TYPE, ct);
         *req.body_mut() = bytes;
     }
     Ok(req)
