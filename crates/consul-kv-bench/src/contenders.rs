@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use consul_kv::{Cas, Client, Index, KeyWatch, Kv};
+use consul_kv::{Cas, Client, Index, KeyWatch, Kv, DEFAULT_MAX_CONNECTIONS};
 use consul_kv_proto::kv::wire::KvEntry;
 use http_body_util::{BodyExt as _, Full};
 use hyper::http::{Method, Request, StatusCode, Uri};
@@ -17,9 +17,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::harness::{Contender, OpError, Params, Watcher, Workload};
-
-/// The client's default connection cap (`max_connections_per_host`).
-const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// The facade, `consul-kv`.
 #[derive(Debug)]
@@ -30,7 +27,8 @@ pub struct ConsulKv {
 }
 
 impl ConsulKv {
-    /// A client for `p.target` with the defaults, except that the connection cap (default 64)
+    /// A client for `p.target` with the defaults, except that the connection cap
+    /// ([`DEFAULT_MAX_CONNECTIONS`])
     /// is raised to 16 over what the workload keeps busy when that is more: one connection
     /// per watcher for `watch` (every blocking query holds an HTTP/1.1 connection), one per
     /// worker for `--inflight` 64. The floor has no cap at all; with the cap exactly at the

@@ -77,22 +77,21 @@ impl Spread {
 impl Paired {
     /// consul-kv's throughput over the floor's, per pair of slices (higher is faster).
     pub fn ops_ratio(&self) -> Option<Spread> {
-        Spread::of(
-            self.ours
-                .iter()
-                .zip(&self.floor)
-                .map(|(o, f)| o.ops_per_sec / f.ops_per_sec)
-                .collect(),
-        )
+        self.ratio(|s| s.ops_per_sec)
     }
 
     /// consul-kv's median latency over the floor's, per pair of slices (lower is faster).
     pub fn p50_ratio(&self) -> Option<Spread> {
+        self.ratio(|s| s.p50_us)
+    }
+
+    /// consul-kv's `figure` over the floor's, per pair of slices.
+    fn ratio(&self, figure: fn(&Slice) -> f64) -> Option<Spread> {
         Spread::of(
             self.ours
                 .iter()
                 .zip(&self.floor)
-                .map(|(o, f)| o.p50_us / f.p50_us)
+                .map(|(o, f)| figure(o) / figure(f))
                 .collect(),
         )
     }

@@ -24,6 +24,11 @@ use crate::retry::RetryPolicy;
 /// The address used when none is set: a local agent.
 pub const DEFAULT_ADDRESS: &str = "http://127.0.0.1:8500";
 
+/// The default connection cap ([`HyperClientBuilder::max_connections_per_host`]): under
+/// Consul's default of 200 connections per client IP, which every process on a host that
+/// talks to its local agent shares.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
 /// The default limit of a streamed read: 16 GiB.
 pub const DEFAULT_MAX_STREAM_BODY: u64 = 16 << 30;
 
@@ -165,7 +170,7 @@ impl Default for HyperClientBuilder {
             max_body: 64 << 20,
             max_error_body: 1 << 20,
             max_stream_body: DEFAULT_MAX_STREAM_BODY,
-            max_connections: 64,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Duration::from_secs(20),
             retry: RetryPolicy::default(),
             key_rules: KeyRules::Classic,

@@ -82,7 +82,9 @@ mod stream;
 mod tls;
 mod watch;
 
-pub use builder::{HyperClientBuilder, DEFAULT_ADDRESS, DEFAULT_MAX_STREAM_BODY};
+pub use builder::{
+    HyperClientBuilder, DEFAULT_ADDRESS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_STREAM_BODY,
+};
 pub use client::{CallOptions, HyperClient};
 pub use error::{ConfigError, Error, RequestTarget, TransportError};
 pub use retry::RetryPolicy;

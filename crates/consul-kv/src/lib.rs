@@ -115,6 +115,7 @@ mod watch;
 pub use bytes::Bytes;
 pub use consul_kv_hyper::{
     ConfigError, Error, HyperClient, RequestTarget, RetryPolicy, TransportError,
+    DEFAULT_MAX_CONNECTIONS,
 };
 pub use consul_kv_proto as proto;
 pub use consul_kv_proto::session::ServiceCheck;
